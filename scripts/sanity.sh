@@ -8,6 +8,10 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # see none of the unpacked (ignored) ones.
 work="${TMPDIR:-/tmp}/selfheal-sanity-$(printf %s "$repo" | sha256sum | cut -c1-12)"
 tree="$work/ansible_collections/selfheal/core"
+mkdir -p "$work"
+# One run at a time per checkout: runs share the unpacked tree and its virtualenvs.
+exec 9>"$work.lock"
+flock 9
 
 # ansible-test downloads a pip bootstrap script from its own file host, which only a machine
 # with general internet access reaches; give it the offline equivalent (see the script).
