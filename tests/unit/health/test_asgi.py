@@ -108,7 +108,7 @@ def test_checks_never_block_the_event_loop() -> None:
     sent, ticks, elapsed = asyncio.run(main())
     status, _, body = _response(sent)
     assert status == 503 and json.loads(body)["checks"]["slow"]["reason"] == "timeout"
-    assert elapsed < 1.0
+    assert elapsed < 5.0  # the check itself would take 10 s
     assert ticks >= 5  # the loop kept running while the checks did
 
 

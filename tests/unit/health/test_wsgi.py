@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -56,11 +57,11 @@ def test_closed_port_fails_readyz_but_not_livez(serve_wsgi, closed_port, http_ge
 
 def test_slow_dependency_times_out(serve_wsgi, http_get) -> None:
     registry = HealthRegistry()
-    registry.add_readiness("slow", lambda: time.sleep(2) or True, timeout=0.2)
+    registry.add_readiness("slow", lambda: time.sleep(10) or True, timeout=0.2)
     base = serve_wsgi(make_wsgi_app(registry))
     start = time.monotonic()
     response = http_get(base + "/readyz")
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 5.0  # the check itself would take 10 s
     assert response.status == 503
     assert response.json()["checks"]["slow"]["reason"] == "timeout"
 
@@ -80,12 +81,12 @@ def test_cached_result_over_http(serve_wsgi, http_get) -> None:
 
 def test_concurrent_checks_over_http(serve_wsgi, http_get) -> None:
     registry = HealthRegistry()
-    registry.add_readiness("a", lambda: time.sleep(0.3) or True)
-    registry.add_readiness("b", lambda: time.sleep(0.3) or True)
+    # Each check waits at a barrier for the other: run one after the other, both fail.
+    barrier = threading.Barrier(2, timeout=3)
+    registry.add_readiness("a", lambda: barrier.wait() is not None, timeout=5)
+    registry.add_readiness("b", lambda: barrier.wait() is not None, timeout=5)
     base = serve_wsgi(make_wsgi_app(registry))
-    start = time.monotonic()
     assert http_get(base + "/readyz").status == 200
-    assert time.monotonic() - start < 0.55
 
 
 def test_http_probe_against_real_upstreams(serve_wsgi, http_get) -> None:
