@@ -126,8 +126,11 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
 
 def _program_environment() -> str:
     # A checkout run (PYTHONPATH=src) must reach the same package in the service.
-    pythonpath = os.environ.get("PYTHONPATH")
-    return f'PYTHONPATH="{pythonpath}"' if pythonpath else ""
+    # supervisord runs programs from its own working directory, so make the entries absolute.
+    entries = [
+        str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
+    ]
+    return f'PYTHONPATH="{os.pathsep.join(entries)}"' if entries else ""
 
 
 def write_inventory(path: Path, supervisor: Supervisor, port: int) -> None:
@@ -191,7 +194,9 @@ def run_demo(
 
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
-    command = f"{sys.executable} -m selfheal.health.demo --host 127.0.0.1 --port {port} --name {SERVICE}"
+    command = (
+        f"{sys.executable} -m selfheal.health.demo --host 127.0.0.1 --port {port} --name {SERVICE}"
+    )
     supervisor.write_config([Program(SERVICE, command, environment=_program_environment())])
     inventory = state_dir / "inventory.yml"
     write_inventory(inventory, supervisor, port)
@@ -203,9 +208,13 @@ def run_demo(
     result = None
     try:
         supervisor.start()
-        if not wait_for(lambda: probe(f"{base}/readyz")[0], timeout=20):
+        # RUNNING, not just answering: a program killed while still STARTING is retried by
+        # supervisord itself, and the demo would heal nothing.
+        if not wait_for(lambda: supervisor.is_running(SERVICE) and probe(f"{base}/readyz")[0], 20):
             raise SelfhealError(f"the demo service did not become ready on {base}")
-        timeline.mark("steady", f"{SERVICE} ready at {base}/readyz (supervisord pid {supervisor.pid()})")
+        timeline.mark(
+            "steady", f"{SERVICE} ready at {base}/readyz (supervisord pid {supervisor.pid()})"
+        )
 
         pid = supervisor.program_pid(SERVICE)
         if pid is None:

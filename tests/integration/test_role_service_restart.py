@@ -57,7 +57,8 @@ def supervisor(tmp_path: Path):
     command = f"{shutil.which('python3')} -m http.server {port} --bind 127.0.0.1 --directory {tmp_path}/www"
     sup.write_config([Program("web", command)])
     sup.start()
-    assert _wait(lambda: _serving(port)), "the web program did not come up"
+    # RUNNING, not just serving: supervisord itself retries a program killed while STARTING.
+    assert _wait(lambda: _serving(port) and sup.is_running("web")), "web did not come up"
     yield sup
     sup.stop()
 
