@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +25,16 @@ class Program:
     autorestart: bool = False  # off: a crash stays a crash until something heals it
     startsecs: int = 1
     environment: str = ""
+    user: str = ""  # run as this user (supervisord must run as root)
+    stopsignal: str = ""  # e.g. INT for PostgreSQL's fast shutdown; "" = TERM
+    stopwaitsecs: int = 0  # 0 = supervisord's default (10)
 
 
 class Supervisor:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, launcher: Sequence[str] = ()):
+        """`launcher` prefixes the supervisord command, e.g. `ip netns exec NS` (the lab)."""
         self.root = Path(root)
+        self.launcher = tuple(launcher)
         self.config = self.root / "supervisord.conf"
         self.pidfile = self.root / "supervisord.pid"
         self.socket = self.root / "supervisor.sock"
@@ -55,6 +61,12 @@ class Supervisor:
             )
             if program.environment:
                 section += f"environment={program.environment}\n"
+            if program.user:
+                section += f"user={program.user}\n"
+            if program.stopsignal:
+                section += f"stopsignal={program.stopsignal}\n"
+            if program.stopwaitsecs:
+                section += f"stopwaitsecs={program.stopwaitsecs}\n"
             sections.append(section)
         self.config.write_text("\n".join(sections))
 
@@ -70,7 +82,9 @@ class Supervisor:
             return pid
         if not self.available():
             raise SelfhealError("supervisord is not installed (Debian package: supervisor)")
-        subprocess.run(["supervisord", "-c", str(self.config)], check=True, timeout=timeout)
+        subprocess.run(
+            [*self.launcher, "supervisord", "-c", str(self.config)], check=True, timeout=timeout
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if (pid := self.pid()) is not None and self.socket.exists():

@@ -25,7 +25,7 @@ class ExitCode(IntEnum):
 
 
 # Verb modules, in the order `--help` lists them.
-VERBS: tuple[str, ...] = ("demo", "version")
+VERBS: tuple[str, ...] = ("audit", "demo", "freeze", "lab", "policy", "version")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,254 @@
+"""Defensive JSON reading for intake: limits, field paths in every error, plain strings out.
+
+Nothing here evaluates alert content: values are only type-checked and kept as strings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from selfheal.alerts.model import PayloadError
+
+TOP = "(payload)"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one intake payload may contain."""
+
+    max_bytes: int = 1024 * 1024
+    max_depth: int = 32
+    max_alerts: int = 1000
+    max_pairs: int = 256  # labels or annotations per alert
+    max_key: int = 256
+    max_value: int = 32 * 1024
+    max_name: int = 1024
+
+
+DEFAULT_LIMITS = Limits()
+_FINGERPRINT = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]" if path and path != TOP else f"[{key}]"
+    return f"{path}.{key}" if path and path != TOP else key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Duplicate(key)
+        out[key] = value
+    return out
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load(payload: Any, limits: Limits, path: str = TOP) -> Any:
+    """Bytes/str are size-checked and parsed strictly (no NaN, no duplicate keys); an already
+    parsed value is taken as is. Both are depth-checked."""
+    if isinstance(payload, bytes | bytearray | memoryview | str):
+        size = len(payload.encode("utf-8")) if isinstance(payload, str) else len(payload)
+        if size > limits.max_bytes:
+            raise PayloadError(f"too large ({size} bytes, limit {limits.max_bytes})", path)
+        if not isinstance(payload, str):
+            try:
+                payload = bytes(payload).decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise PayloadError(f"not UTF-8 (byte {exc.start})", path) from None
+        try:
+            value = json.loads(
+                payload, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
+            )
+        except _Duplicate as exc:
+            raise PayloadError(f"not JSON: duplicate key {str(exc)!r}", path) from None
+        except RecursionError:
+            raise PayloadError(f"nested deeper than {limits.max_depth} levels", path) from None
+        except ValueError as exc:
+            raise PayloadError(f"not JSON: {_short(str(exc))}", path) from None
+    else:
+        value = payload
+    check_depth(value, limits, path)
+    return value
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_depth(value: Any, limits: Limits, path: str) -> None:
+    """Walk the whole value: nesting depth, JSON types only (an already parsed payload may
+    hold anything), string keys, no lone surrogates (they cannot be stored as UTF-8)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _text(item, path)
+        elif isinstance(item, dict | list):
+            if depth > limits.max_depth:
+                raise PayloadError(f"nested deeper than {limits.max_depth} levels", path)
+            if isinstance(item, dict):
+                for key in item:
+                    if not isinstance(key, str):
+                        raise PayloadError("object keys must be strings", path)
+                    _text(key, path)
+                children = item.values()
+            else:
+                children = item
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise PayloadError("NaN and Infinity are not JSON", path)
+        elif isinstance(item, int):
+            if item.bit_length() > 256:
+                raise PayloadError("number too large", path)
+        elif item is not None:
+            raise PayloadError(f"{type(item).__name__} is not a JSON value", path)
+
+
+def _text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError("not valid Unicode (lone surrogate)", path) from None
+
+
+def obj(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PayloadError(f"must be an object, not {kind(value)}", path)
+    return value
+
+
+def array(value: Any, path: str, limit: int | None = None) -> list[Any]:
+    if not isinstance(value, list):
+        raise PayloadError(f"must be an array, not {kind(value)}", path)
+    if limit is not None and len(value) > limit:
+        raise PayloadError(f"too many items ({len(value)}, limit {limit})", path)
+    return value
+
+
+def kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def scalar(value: Any, path: str, limits: Limits) -> str:
+    """A string, or a number/boolean coerced to its JSON text; anything else is an error."""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, float) and math.isfinite(value):
+        text = repr(value)
+    else:
+        raise PayloadError(f"must be a string, number or boolean, not {kind(value)}", path)
+    if len(text) > limits.max_value:
+        raise PayloadError(f"too long ({len(text)} characters, limit {limits.max_value})", path)
+    return text
+
+
+def string(
+    parent: dict[str, Any],
+    key: str,
+    path: str,
+    limits: Limits,
+    *,
+    required: bool = False,
+    max_len: int | None = None,
+) -> str:
+    """A string field; missing/null gives "" unless required (then non-empty)."""
+    where = join(path, key)
+    value = parent.get(key)
+    if value is None:
+        if required:
+            raise PayloadError("missing", where)
+        return ""
+    if not isinstance(value, str):
+        raise PayloadError(f"must be a string, not {kind(value)}", where)
+    if required and not value.strip():
+        raise PayloadError("must not be empty", where)
+    limit = max_len or limits.max_value
+    if len(value) > limit:
+        raise PayloadError(f"too long ({len(value)} characters, limit {limit})", where)
+    return value
+
+
+def str_map(value: Any, path: str, limits: Limits, *, required: bool = False) -> dict[str, str]:
+    """An object of strings (numbers and booleans coerced to str, others rejected)."""
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise PayloadError("must be an object of strings", path)
+    if len(value) > limits.max_pairs:
+        raise PayloadError(f"too many entries ({len(value)}, limit {limits.max_pairs})", path)
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not key or len(key) > limits.max_key:
+            raise PayloadError(f"keys must be 1 to {limits.max_key} characters", path)
+        out[key] = scalar(item, join(path, key), limits)
+    return out
+
+
+def timestamp(value: Any, path: str, *, epoch: bool = False) -> datetime | None:
+    """RFC 3339 text (any offset, converted to UTC); null, "" and Go's zero time are None.
+    Numbers (seconds since the epoch) only where ``epoch`` is set."""
+    if value is None or value == "":
+        return None
+    if epoch and isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            if not math.isfinite(value):
+                raise ValueError
+            return datetime.fromtimestamp(value, UTC)
+        except (ValueError, OverflowError, OSError):
+            raise PayloadError("not a valid epoch timestamp", path) from None
+    if not isinstance(value, str):
+        raise PayloadError(f"must be an RFC 3339 timestamp string, not {kind(value)}", path)
+    if len(value) > 64:
+        raise PayloadError("not an RFC 3339 timestamp", path)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (ValueError, OverflowError, TypeError):
+        raise PayloadError(f"not an RFC 3339 timestamp: {value!r}", path) from None
+    if parsed.utcoffset() is None:
+        raise PayloadError(f"timestamp without a time zone: {value!r}", path)
+    if parsed.year <= 1:  # Go's zero time: "not set"
+        return None
+    try:
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise PayloadError(f"timestamp out of range: {value!r}", path) from None
+
+
+def fingerprint(value: Any, path: str) -> str | None:
+    """A sender's own fingerprint, if given; None when absent or empty."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _FINGERPRINT.fullmatch(value):
+        raise PayloadError("must be 1 to 128 letters, digits or _.:-", path)
+    return value

@@ -1,0 +1,212 @@
+"""What the durable store holds, and the interface every implementation provides."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from selfheal.alerts import Alert
+from selfheal.errors import SelfhealError
+
+#: per alert: a new incident, a repeat of an open one, the end of an open one, a new incident
+#: for a fingerprint whose earlier incident was resolved, or a resolved notification that
+#: matches no incident at all (kept in `alerts`, no incident made).
+DEDUP_DECISIONS = ("new", "duplicate", "resolved", "reopened", "unmatched")
+INCIDENT_STATUSES = ("open", "resolved")
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "canceled", "interrupted")
+FINAL_RUN_STATUSES = ("succeeded", "failed", "canceled")
+VERDICTS = ("approve", "deny")
+
+
+class StoreError(SelfhealError):
+    """A store operation that cannot be done (unknown id, wrong state, database busy)."""
+
+
+@dataclass(frozen=True)
+class AcceptResult:
+    alert_id: int
+    incident_id: int | None
+    decision: str  # one of DEDUP_DECISIONS
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: int
+    fingerprint: str
+    source: str
+    name: str
+    labels: Mapping[str, str]
+    status: str  # open | resolved
+    count: int  # firing notifications seen
+    opened_at: datetime
+    last_seen: datetime
+    starts_at: datetime | None
+    resolved_at: datetime | None
+    reopened_from: int | None
+    parent_id: int | None
+    fold_reason: str | None
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    incident_id: int
+    runbook: str
+    target: str
+    status: str  # one of RUN_STATUSES
+    attempts: int
+    private_data_dir: str | None
+    created_at: datetime
+    not_before: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    rc: int | None
+    worker_id: str | None
+    lease_expires_at: datetime | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    id: int
+    incident_id: int
+    mode: str
+    reasons: list[Any]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    id: int
+    request_id: str
+    approver: str
+    role: str
+    verdict: str  # approve | deny
+    at: datetime
+
+
+class Store(abc.ABC):
+    """The dispatcher's durable state. Every method is one transaction; a method that
+    returns has committed (with the SQLite store: fsynced, ``synchronous=FULL``)."""
+
+    # -- intake and dedup
+    @abc.abstractmethod
+    def accept(self, alerts: Iterable[Alert], *, now: datetime | None = None) -> list[AcceptResult]:
+        """Store alerts and apply dedup, all in one transaction; one result per alert."""
+
+    @abc.abstractmethod
+    def get_incident(self, incident_id: int) -> Incident | None: ...
+
+    @abc.abstractmethod
+    def open_incident(self, fingerprint: str) -> Incident | None: ...
+
+    @abc.abstractmethod
+    def list_incidents(self, *, status: str | None = None, limit: int = 100) -> list[Incident]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def alerts_of(self, incident_id: int) -> list[dict[str, Any]]:
+        """The stored alerts of an incident, oldest first (raw JSON decoded)."""
+
+    @abc.abstractmethod
+    def fold(self, child_id: int, parent_id: int, reason: str) -> Incident:
+        """Correlation: make ``child_id`` a symptom of ``parent_id`` (no cycles)."""
+
+    # -- runs
+    @abc.abstractmethod
+    def enqueue_run(
+        self,
+        incident_id: int,
+        runbook: str,
+        target: str,
+        *,
+        private_data_dir: str | None = None,
+        not_before: datetime | None = None,
+        now: datetime | None = None,
+    ) -> Run: ...
+
+    @abc.abstractmethod
+    def claim_next_run(
+        self, worker_id: str, lease_s: float, *, now: datetime | None = None
+    ) -> Run | None:
+        """Atomically take the oldest due queued run (status running, attempts + 1)."""
+
+    @abc.abstractmethod
+    def renew_lease(
+        self, run_id: int, worker_id: str, lease_s: float, *, now: datetime | None = None
+    ) -> bool:
+        """Extend a running run's lease; False when the run is no longer this worker's."""
+
+    @abc.abstractmethod
+    def set_private_data_dir(self, run_id: int, path: str) -> None: ...
+
+    @abc.abstractmethod
+    def finish_run(
+        self,
+        run_id: int,
+        status: str,
+        *,
+        rc: int | None = None,
+        worker_id: str | None = None,
+        reason: str | None = None,
+        now: datetime | None = None,
+    ) -> Run:
+        """End a running run (succeeded | failed | canceled)."""
+
+    @abc.abstractmethod
+    def recover_interrupted(
+        self, now: datetime | None = None, *, worker_id: str | None = None
+    ) -> list[Run]:
+        """Mark running runs whose lease expired (and, with ``worker_id``, every running run
+        of that worker: call it at startup) as interrupted; return them."""
+
+    @abc.abstractmethod
+    def retry_run(
+        self, run_id: int, *, not_before: datetime | None = None, now: datetime | None = None
+    ) -> Run:
+        """Queue an interrupted or failed run again (attempts are kept)."""
+
+    @abc.abstractmethod
+    def cancel_pending_runs(
+        self, incident_id: int, reason: str, *, now: datetime | None = None
+    ) -> list[Run]:
+        """Cancel the incident's queued runs (e.g. it resolved before they started)."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: int) -> Run | None: ...
+
+    @abc.abstractmethod
+    def list_runs(
+        self, *, incident_id: int | None = None, status: str | None = None
+    ) -> list[Run]: ...
+
+    # -- decisions and approvals
+    @abc.abstractmethod
+    def record_decision(
+        self, incident_id: int, mode: str, reasons: list[Any], *, at: datetime | None = None
+    ) -> DecisionRecord: ...
+
+    @abc.abstractmethod
+    def list_decisions(self, incident_id: int) -> list[DecisionRecord]: ...
+
+    @abc.abstractmethod
+    def record_approval(
+        self, request_id: str, approver: str, role: str, verdict: str, *, at: datetime | None = None
+    ) -> ApprovalRecord:
+        """One vote per approver per request; a second one raises StoreError."""
+
+    @abc.abstractmethod
+    def list_approvals(self, request_id: str) -> list[ApprovalRecord]: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,634 @@
+"""All the store's SQL and logic, written once for SQLite and (later) PostgreSQL.
+
+The SQL sticks to what both engines accept: ``?`` placeholders (a subclass may rewrite them),
+TEXT timestamps in one fixed-width UTC format (so they compare as text), JSON as TEXT,
+``RETURNING``, partial unique indexes. A subclass supplies the connection, the id column
+type and the write transaction (`_write`); the claim query is a class attribute so that a
+PostgreSQL store can add ``FOR UPDATE SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from selfheal.alerts import Alert
+from selfheal.store.model import (
+    FINAL_RUN_STATUSES,
+    INCIDENT_STATUSES,
+    RUN_STATUSES,
+    VERDICTS,
+    AcceptResult,
+    ApprovalRecord,
+    DecisionRecord,
+    Incident,
+    Run,
+    Store,
+    StoreError,
+)
+
+_FMT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.utcoffset() is None:
+        raise ValueError("naive datetime")
+    return value.astimezone(UTC).strftime(_FMT)
+
+
+def dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.strptime(value, _FMT).replace(tzinfo=UTC)
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(UTC)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _check(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+# Each migration is a list of statements; @ID@ is the engine's auto-increment key column.
+MIGRATIONS: list[list[str]] = [
+    [
+        f"""CREATE TABLE incidents (
+            id @ID@,
+            fingerprint TEXT NOT NULL,
+            source TEXT NOT NULL,
+            name TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ({_check(INCIDENT_STATUSES)})),
+            count INTEGER NOT NULL,
+            opened_at TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            starts_at TEXT,
+            resolved_at TEXT,
+            reopened_from INTEGER REFERENCES incidents (id),
+            parent_id INTEGER REFERENCES incidents (id),
+            fold_reason TEXT
+        )""",
+        # At most one open incident per fingerprint: dedup holds even under a racing writer.
+        "CREATE UNIQUE INDEX incidents_open ON incidents (fingerprint) WHERE status = 'open'",
+        "CREATE INDEX incidents_fingerprint ON incidents (fingerprint, id)",
+        """CREATE TABLE alerts (
+            id @ID@,
+            received_at TEXT NOT NULL,
+            accepted_at TEXT NOT NULL,
+            source TEXT NOT NULL,
+            status TEXT NOT NULL,
+            name TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            annotations TEXT NOT NULL,
+            starts_at TEXT,
+            ends_at TEXT,
+            generator_url TEXT NOT NULL,
+            raw TEXT NOT NULL,
+            incident_id INTEGER REFERENCES incidents (id),
+            decision TEXT NOT NULL
+        )""",
+        "CREATE INDEX alerts_incident ON alerts (incident_id, id)",
+        f"""CREATE TABLE runs (
+            id @ID@,
+            incident_id INTEGER NOT NULL REFERENCES incidents (id),
+            runbook TEXT NOT NULL,
+            target TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ({_check(RUN_STATUSES)})),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            private_data_dir TEXT,
+            created_at TEXT NOT NULL,
+            not_before TEXT,
+            started_at TEXT,
+            finished_at TEXT,
+            rc INTEGER,
+            worker_id TEXT,
+            lease_expires_at TEXT,
+            reason TEXT
+        )""",
+        "CREATE INDEX runs_status ON runs (status, id)",
+        "CREATE INDEX runs_incident ON runs (incident_id, id)",
+        """CREATE TABLE decisions (
+            id @ID@,
+            incident_id INTEGER NOT NULL REFERENCES incidents (id),
+            mode TEXT NOT NULL,
+            reasons TEXT NOT NULL,
+            at TEXT NOT NULL
+        )""",
+        "CREATE INDEX decisions_incident ON decisions (incident_id, id)",
+        f"""CREATE TABLE approvals (
+            id @ID@,
+            request_id TEXT NOT NULL,
+            approver TEXT NOT NULL,
+            role TEXT NOT NULL,
+            verdict TEXT NOT NULL CHECK (verdict IN ({_check(VERDICTS)})),
+            at TEXT NOT NULL,
+            UNIQUE (request_id, approver)
+        )""",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_ALERT_KEYS = (
+    "id",
+    "received_at",
+    "source",
+    "status",
+    "name",
+    "fingerprint",
+    "labels",
+    "annotations",
+    "starts_at",
+    "ends_at",
+    "generator_url",
+    "raw",
+    "decision",
+)
+_INCIDENT_COLS = (
+    "id, fingerprint, source, name, labels, status, count, opened_at, last_seen, starts_at,"
+    " resolved_at, reopened_from, parent_id, fold_reason"
+)
+_RUN_COLS = (
+    "id, incident_id, runbook, target, status, attempts, private_data_dir, created_at,"
+    " not_before, started_at, finished_at, rc, worker_id, lease_expires_at, reason"
+)
+
+
+def _incident(row: tuple) -> Incident:
+    return Incident(
+        id=row[0],
+        fingerprint=row[1],
+        source=row[2],
+        name=row[3],
+        labels=json.loads(row[4]),
+        status=row[5],
+        count=row[6],
+        opened_at=dt(row[7]),
+        last_seen=dt(row[8]),
+        starts_at=dt(row[9]),
+        resolved_at=dt(row[10]),
+        reopened_from=row[11],
+        parent_id=row[12],
+        fold_reason=row[13],
+    )
+
+
+def _run(row: tuple) -> Run:
+    return Run(
+        id=row[0],
+        incident_id=row[1],
+        runbook=row[2],
+        target=row[3],
+        status=row[4],
+        attempts=row[5],
+        private_data_dir=row[6],
+        created_at=dt(row[7]),
+        not_before=dt(row[8]),
+        started_at=dt(row[9]),
+        finished_at=dt(row[10]),
+        rc=row[11],
+        worker_id=row[12],
+        lease_expires_at=dt(row[13]),
+        reason=row[14],
+    )
+
+
+class SQLStore(Store):
+    """Store logic over one DB-API connection, serialised by a lock (thread-safe: every
+    method holds ``self._lock`` for its whole transaction)."""
+
+    ID_COLUMN = "INTEGER PRIMARY KEY"
+    CLAIM_SELECT = (
+        "SELECT id FROM runs WHERE status = 'queued' AND (not_before IS NULL OR not_before <= ?)"
+        " ORDER BY id LIMIT 1"
+    )
+
+    def __init__(self, conn: Any):
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._migrate()
+
+    # -- engine hooks
+    def _sql(self, statement: str) -> str:
+        return statement
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Any]:
+        """A write transaction holding the engine's write lock; yields a cursor."""
+        raise NotImplementedError
+
+    def _translate_error(self, exc: Exception) -> StoreError | None:
+        return None
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[Any]:
+        with self._lock:
+            try:
+                with self._write() as cur:
+                    yield cur
+            except StoreError:
+                raise
+            except Exception as exc:
+                mapped = self._translate_error(exc)
+                if mapped is None:
+                    raise
+                raise mapped from exc
+
+    def _x(self, cur: Any, statement: str, params: tuple = ()) -> Any:
+        cur.execute(self._sql(statement), params)
+        return cur
+
+    def _read(self, statement: str, params: tuple = ()) -> list[tuple]:
+        with self._tx() as cur:
+            return self._x(cur, statement, params).fetchall()
+
+    # -- schema
+    def _migrate(self) -> None:
+        with self._tx() as cur:
+            self._x(
+                cur,
+                "CREATE TABLE IF NOT EXISTS schema_version"
+                " (version INTEGER NOT NULL, applied_at TEXT NOT NULL)",
+            )
+            row = self._x(cur, "SELECT MAX(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"database schema version {current} is newer than this selfheal"
+                    f" ({SCHEMA_VERSION}); upgrade selfheal"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    self._x(cur, statement.replace("@ID@", self.ID_COLUMN))
+                self._x(
+                    cur,
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                    (version, ts(datetime.now(UTC))),
+                )
+
+    def schema_version(self) -> int:
+        return self._read("SELECT MAX(version) FROM schema_version")[0][0]
+
+    # -- intake and dedup
+    def accept(self, alerts: Iterable[Alert], *, now: datetime | None = None) -> list[AcceptResult]:
+        alerts = list(alerts)
+        at = ts(_now(now))
+        results = []
+        with self._tx() as cur:
+            for alert in alerts:
+                incident_id, decision = self._dedup(cur, alert, at)
+                row = self._x(
+                    cur,
+                    "INSERT INTO alerts (received_at, accepted_at, source, status, name,"
+                    " fingerprint, labels, annotations, starts_at, ends_at, generator_url, raw,"
+                    " incident_id, decision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " RETURNING id",
+                    (
+                        ts(alert.received_at),
+                        at,
+                        alert.source,
+                        alert.status,
+                        alert.name,
+                        alert.fingerprint,
+                        _json(dict(alert.labels)),
+                        _json(dict(alert.annotations)),
+                        ts(alert.starts_at),
+                        ts(alert.ends_at),
+                        alert.generator_url,
+                        _json(alert.raw),
+                        incident_id,
+                        decision,
+                    ),
+                ).fetchone()
+                results.append(AcceptResult(row[0], incident_id, decision, alert.fingerprint))
+        return results
+
+    def _dedup(self, cur: Any, alert: Alert, at: str) -> tuple[int | None, str]:
+        fp = alert.fingerprint
+        open_row = self._x(
+            cur, "SELECT id FROM incidents WHERE fingerprint = ? AND status = 'open'", (fp,)
+        ).fetchone()
+        if open_row is not None:
+            if alert.firing:
+                self._x(
+                    cur,
+                    "UPDATE incidents SET count = count + 1, last_seen = ? WHERE id = ?",
+                    (at, open_row[0]),
+                )
+                return open_row[0], "duplicate"
+            self._x(
+                cur,
+                "UPDATE incidents SET status = 'resolved', resolved_at = ?, last_seen = ?"
+                " WHERE id = ?",
+                (ts(alert.ends_at) or at, at, open_row[0]),
+            )
+            return open_row[0], "resolved"
+        last = self._x(
+            cur,
+            "SELECT id, starts_at FROM incidents WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
+            (fp,),
+        ).fetchone()
+        if not alert.firing:
+            # A repeated resolved notification, or one for an alert never seen firing.
+            return (last[0], "duplicate") if last else (None, "unmatched")
+        if last is not None and alert.starts_at is not None and last[1] == ts(alert.starts_at):
+            # A late copy of the alert instance that was already resolved (same start).
+            return last[0], "duplicate"
+        row = self._x(
+            cur,
+            "INSERT INTO incidents (fingerprint, source, name, labels, status, count, opened_at,"
+            " last_seen, starts_at, reopened_from) VALUES (?, ?, ?, ?, 'open', 1, ?, ?, ?, ?)"
+            " RETURNING id",
+            (
+                fp,
+                alert.source,
+                alert.name,
+                _json(dict(alert.labels)),
+                at,
+                at,
+                ts(alert.starts_at),
+                last[0] if last else None,
+            ),
+        ).fetchone()
+        return row[0], "reopened" if last else "new"
+
+    def get_incident(self, incident_id: int) -> Incident | None:
+        rows = self._read(f"SELECT {_INCIDENT_COLS} FROM incidents WHERE id = ?", (incident_id,))
+        return _incident(rows[0]) if rows else None
+
+    def open_incident(self, fingerprint: str) -> Incident | None:
+        rows = self._read(
+            f"SELECT {_INCIDENT_COLS} FROM incidents WHERE fingerprint = ? AND status = 'open'",
+            (fingerprint,),
+        )
+        return _incident(rows[0]) if rows else None
+
+    def list_incidents(self, *, status: str | None = None, limit: int = 100) -> list[Incident]:
+        where, params = ("WHERE status = ?", (status,)) if status else ("", ())
+        rows = self._read(
+            f"SELECT {_INCIDENT_COLS} FROM incidents {where} ORDER BY id DESC LIMIT ?",
+            (*params, int(limit)),
+        )
+        return [_incident(r) for r in rows]
+
+    def alerts_of(self, incident_id: int) -> list[dict[str, Any]]:
+        rows = self._read(
+            "SELECT id, received_at, source, status, name, fingerprint, labels, annotations,"
+            " starts_at, ends_at, generator_url, raw, decision FROM alerts"
+            " WHERE incident_id = ? ORDER BY id",
+            (incident_id,),
+        )
+        keys = _ALERT_KEYS
+        out = []
+        for row in rows:
+            item = dict(zip(keys, row, strict=True))
+            for key in ("labels", "annotations", "raw"):
+                item[key] = json.loads(item[key])
+            out.append(item)
+        return out
+
+    def fold(self, child_id: int, parent_id: int, reason: str) -> Incident:
+        if child_id == parent_id:
+            raise StoreError(f"cannot fold incident {child_id} into itself")
+        with self._tx() as cur:
+            for incident_id in (child_id, parent_id):
+                if not self._x(
+                    cur, "SELECT 1 FROM incidents WHERE id = ?", (incident_id,)
+                ).fetchone():
+                    raise StoreError(f"no incident {incident_id}")
+            ancestor: int | None = parent_id
+            seen = set()
+            while ancestor is not None and ancestor not in seen:
+                if ancestor == child_id:
+                    raise StoreError(f"folding {child_id} into {parent_id} would make a cycle")
+                seen.add(ancestor)
+                ancestor = self._x(
+                    cur, "SELECT parent_id FROM incidents WHERE id = ?", (ancestor,)
+                ).fetchone()[0]
+            self._x(
+                cur,
+                "UPDATE incidents SET parent_id = ?, fold_reason = ? WHERE id = ?",
+                (parent_id, reason, child_id),
+            )
+            row = self._x(
+                cur, f"SELECT {_INCIDENT_COLS} FROM incidents WHERE id = ?", (child_id,)
+            ).fetchone()
+        return _incident(row)
+
+    # -- runs
+    def enqueue_run(
+        self,
+        incident_id: int,
+        runbook: str,
+        target: str,
+        *,
+        private_data_dir: str | None = None,
+        not_before: datetime | None = None,
+        now: datetime | None = None,
+    ) -> Run:
+        with self._tx() as cur:
+            if not self._x(cur, "SELECT 1 FROM incidents WHERE id = ?", (incident_id,)).fetchone():
+                raise StoreError(f"no incident {incident_id}")
+            row = self._x(
+                cur,
+                "INSERT INTO runs (incident_id, runbook, target, status, attempts,"
+                " private_data_dir, created_at, not_before) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?)"
+                f" RETURNING {_RUN_COLS}",
+                (incident_id, runbook, target, private_data_dir, ts(_now(now)), ts(not_before)),
+            ).fetchone()
+        return _run(row)
+
+    def claim_next_run(
+        self, worker_id: str, lease_s: float, *, now: datetime | None = None
+    ) -> Run | None:
+        at = _now(now)
+        with self._tx() as cur:
+            row = self._x(cur, self.CLAIM_SELECT, (ts(at),)).fetchone()
+            if row is None:
+                return None
+            row = self._x(
+                cur,
+                "UPDATE runs SET status = 'running', attempts = attempts + 1, worker_id = ?,"
+                " started_at = ?, finished_at = NULL, rc = NULL, lease_expires_at = ?"
+                f" WHERE id = ? AND status = 'queued' RETURNING {_RUN_COLS}",
+                (worker_id, ts(at), ts(at + timedelta(seconds=lease_s)), row[0]),
+            ).fetchone()
+        return _run(row) if row else None
+
+    def renew_lease(
+        self, run_id: int, worker_id: str, lease_s: float, *, now: datetime | None = None
+    ) -> bool:
+        at = _now(now)
+        with self._tx() as cur:
+            row = self._x(
+                cur,
+                "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND status = 'running'"
+                " AND worker_id = ? RETURNING id",
+                (ts(at + timedelta(seconds=lease_s)), run_id, worker_id),
+            ).fetchone()
+        return row is not None
+
+    def set_private_data_dir(self, run_id: int, path: str) -> None:
+        with self._tx() as cur:
+            row = self._x(
+                cur,
+                "UPDATE runs SET private_data_dir = ? WHERE id = ? RETURNING id",
+                (path, run_id),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"no run {run_id}")
+
+    def finish_run(
+        self,
+        run_id: int,
+        status: str,
+        *,
+        rc: int | None = None,
+        worker_id: str | None = None,
+        reason: str | None = None,
+        now: datetime | None = None,
+    ) -> Run:
+        if status not in FINAL_RUN_STATUSES:
+            raise StoreError(f"a run finishes as one of {', '.join(FINAL_RUN_STATUSES)}")
+        with self._tx() as cur:
+            owner = "" if worker_id is None else " AND worker_id = ?"
+            row = self._x(
+                cur,
+                "UPDATE runs SET status = ?, rc = ?, reason = ?, finished_at = ?,"
+                f" lease_expires_at = NULL WHERE id = ? AND status = 'running'{owner}"
+                f" RETURNING {_RUN_COLS}",
+                (status, rc, reason, ts(_now(now)), run_id)
+                + (() if worker_id is None else (worker_id,)),
+            ).fetchone()
+            if row is None:
+                raise StoreError(
+                    f"run {run_id} is not running"
+                    + ("" if worker_id is None else f" under worker {worker_id!r}")
+                )
+        return _run(row)
+
+    def recover_interrupted(
+        self, now: datetime | None = None, *, worker_id: str | None = None
+    ) -> list[Run]:
+        at = ts(_now(now))
+        mine = "" if worker_id is None else " OR worker_id = ?"
+        with self._tx() as cur:
+            rows = self._x(
+                cur,
+                "UPDATE runs SET status = 'interrupted', finished_at = ?, lease_expires_at = NULL,"
+                " reason = CASE WHEN lease_expires_at <= ? THEN 'lease expired'"
+                " ELSE 'worker restarted' END"
+                f" WHERE status = 'running' AND (lease_expires_at <= ?{mine})"
+                f" RETURNING {_RUN_COLS}",
+                (at, at, at) + (() if worker_id is None else (worker_id,)),
+            ).fetchall()
+        return sorted((_run(r) for r in rows), key=lambda r: r.id)
+
+    def retry_run(
+        self, run_id: int, *, not_before: datetime | None = None, now: datetime | None = None
+    ) -> Run:
+        with self._tx() as cur:
+            row = self._x(
+                cur,
+                "UPDATE runs SET status = 'queued', not_before = ?, worker_id = NULL,"
+                " lease_expires_at = NULL WHERE id = ? AND status IN ('interrupted', 'failed')"
+                f" RETURNING {_RUN_COLS}",
+                (ts(not_before), run_id),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"run {run_id} is not interrupted or failed")
+        return _run(row)
+
+    def cancel_pending_runs(
+        self, incident_id: int, reason: str, *, now: datetime | None = None
+    ) -> list[Run]:
+        with self._tx() as cur:
+            rows = self._x(
+                cur,
+                "UPDATE runs SET status = 'canceled', reason = ?, finished_at = ?"
+                f" WHERE incident_id = ? AND status = 'queued' RETURNING {_RUN_COLS}",
+                (reason, ts(_now(now)), incident_id),
+            ).fetchall()
+        return sorted((_run(r) for r in rows), key=lambda r: r.id)
+
+    def get_run(self, run_id: int) -> Run | None:
+        rows = self._read(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,))
+        return _run(rows[0]) if rows else None
+
+    def list_runs(self, *, incident_id: int | None = None, status: str | None = None) -> list[Run]:
+        clauses, params = [], []
+        if incident_id is not None:
+            clauses.append("incident_id = ?")
+            params.append(incident_id)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(f"SELECT {_RUN_COLS} FROM runs {where} ORDER BY id", tuple(params))
+        return [_run(r) for r in rows]
+
+    # -- decisions and approvals
+    def record_decision(
+        self, incident_id: int, mode: str, reasons: list[Any], *, at: datetime | None = None
+    ) -> DecisionRecord:
+        when = ts(_now(at))
+        with self._tx() as cur:
+            if not self._x(cur, "SELECT 1 FROM incidents WHERE id = ?", (incident_id,)).fetchone():
+                raise StoreError(f"no incident {incident_id}")
+            row = self._x(
+                cur,
+                "INSERT INTO decisions (incident_id, mode, reasons, at) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
+                (incident_id, mode, _json(list(reasons)), when),
+            ).fetchone()
+        return DecisionRecord(row[0], incident_id, mode, list(reasons), dt(when))
+
+    def list_decisions(self, incident_id: int) -> list[DecisionRecord]:
+        rows = self._read(
+            "SELECT id, incident_id, mode, reasons, at FROM decisions WHERE incident_id = ?"
+            " ORDER BY id",
+            (incident_id,),
+        )
+        return [DecisionRecord(r[0], r[1], r[2], json.loads(r[3]), dt(r[4])) for r in rows]
+
+    def record_approval(
+        self, request_id: str, approver: str, role: str, verdict: str, *, at: datetime | None = None
+    ) -> ApprovalRecord:
+        if verdict not in VERDICTS:
+            raise StoreError(f"verdict must be one of {', '.join(VERDICTS)}")
+        when = ts(_now(at))
+        with self._tx() as cur:
+            if self._x(
+                cur,
+                "SELECT 1 FROM approvals WHERE request_id = ? AND approver = ?",
+                (request_id, approver),
+            ).fetchone():
+                raise StoreError(f"{approver!r} already voted on {request_id!r}")
+            row = self._x(
+                cur,
+                "INSERT INTO approvals (request_id, approver, role, verdict, at)"
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (request_id, approver, role, verdict, when),
+            ).fetchone()
+        return ApprovalRecord(row[0], request_id, approver, role, verdict, dt(when))
+
+    def list_approvals(self, request_id: str) -> list[ApprovalRecord]:
+        rows = self._read(
+            "SELECT id, request_id, approver, role, verdict, at FROM approvals"
+            " WHERE request_id = ? ORDER BY id",
+            (request_id,),
+        )
+        return [ApprovalRecord(*r[:5], dt(r[5])) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
