@@ -1,5 +1,6 @@
 """Store benchmark: alerts accepted per second by the SQLite store (WAL, synchronous=FULL),
-one alert per transaction and in batches, plus run claims per second.
+one alert per transaction and in batches, plus run claims per second; ``--dsn`` measures
+the PostgreSQL store instead.
 
     python benchmarks/store_accept.py                  # 2,000 single, 20,000 batched
     python benchmarks/store_accept.py --single 500 --batched 5000 --batch 50
@@ -22,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from selfheal.alerts import Alert, compute_fingerprint
-from selfheal.store import SQLiteStore
+from selfheal.store import PostgresStore, SQLiteStore, Store
 
 
 def _alert(i: int, distinct: int) -> Alert:
@@ -54,18 +55,26 @@ def main(argv=None) -> int:
     parser.add_argument("--distinct", type=int, default=500, help="distinct fingerprints")
     parser.add_argument("--claims", type=int, default=1000)
     parser.add_argument("--dir", help="where to put the database (default: a temp dir)")
+    parser.add_argument(
+        "--dsn", help="benchmark a PostgresStore at this DSN instead (its tables must be empty)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="store-bench-", dir=args.dir))
     try:
         results = {}
-        with SQLiteStore(base / "single.db") as store:
+        label = "PostgreSQL store" if args.dsn else "SQLite store, WAL, synchronous=FULL"
+
+        def opened(name: str) -> Store:
+            return PostgresStore(args.dsn) if args.dsn else SQLiteStore(base / name)
+
+        with opened("single.db") as store:
             alerts = [_alert(i, args.distinct) for i in range(args.single)]
             started = time.perf_counter()
             for alert in alerts:
                 store.accept([alert])
             results["single_alerts_per_s"] = _rate(args.single, time.perf_counter() - started)
-        with SQLiteStore(base / "batched.db") as store:
+        with opened("batched.db") as store:
             alerts = [_alert(i, args.distinct) for i in range(args.batched)]
             started = time.perf_counter()
             for start in range(0, len(alerts), args.batch):
@@ -85,7 +94,7 @@ def main(argv=None) -> int:
         if args.json:
             print(json.dumps(results, indent=2))
         else:
-            print("SQLite store, WAL, synchronous=FULL")
+            print(label)
             for key, value in results.items():
                 print(f"  {key:32s} {value:10.0f}")
     finally:

@@ -272,3 +272,18 @@ def test_lab_postgres_primary_streams_to_the_replica(tmp_path: Path) -> None:
         down = _cli("down", "--state-dir", str(state))
     assert down.returncode == 0, down.stderr
     assert not pg_root.exists() and not state.exists()
+
+
+@pytest.mark.timeout(300)
+def test_lab_refuses_a_namespace_it_did_not_make(tmp_path: Path, cleanup_network) -> None:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("netns mode needs root and iproute2")
+    if reason := _missing():
+        pytest.skip(reason)
+    first = _lab_options("netns", tmp_path / "a")
+    subprocess.run(["ip", "netns", "add", f"shlt{TAG}-1"], timeout=30, check=True)
+    up = _cli("up", *first)
+    assert up.returncode == 2 and "did not create it" in up.stderr, up.stderr
+    down = _cli("down", "--state-dir", str(tmp_path / "a"))
+    assert down.returncode == 0, down.stderr
+    assert f"shlt{TAG}-1" in _netns_names()  # not the lab's: left alone

@@ -276,6 +276,14 @@ class Lab:
         key.unlink(missing_ok=True)
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "selfheal-lab", "-f", str(key))
 
+    def _own(self, kind: str, name: str, option: str) -> None:
+        """Refuse to adopt a namespace or link this lab did not make (another lab's?)."""
+        if name not in self.record.get("created", {}).get(kind, []):
+            raise LabError(
+                f"{name} exists but this lab ({self.spec.state_dir}) did not create it: another "
+                f"lab is using it; bring that one down or choose another {option}"
+            )
+
     def _link_exists(self, name: str, netns: str | None = None) -> bool:
         cmd = ["ip", *(["-n", netns] if netns else []), "link", "show", "dev", name]
         return _run(*cmd, check=False).returncode == 0
@@ -289,6 +297,8 @@ class Lab:
         if not self._link_exists(spec.bridge):
             self._note("links", spec.bridge)
             _run("ip", "link", "add", spec.bridge, "type", "bridge")
+        else:
+            self._own("links", spec.bridge, "--bridge")
         addr = f"{spec.gateway}/{spec.prefixlen}"
         if addr not in _run("ip", "-o", "addr", "show", "dev", spec.bridge).stdout:
             _run("ip", "addr", "add", addr, "dev", spec.bridge)
@@ -300,6 +310,8 @@ class Lab:
             self._note("netns", host.netns)
             _run("ip", "netns", "add", host.netns)
             result.actions.append("namespace created")
+        else:
+            self._own("netns", host.netns, "--netns-prefix")
         ns = ("ip", "-n", host.netns)
         if not self._link_exists("eth0", host.netns):
             if self._link_exists(host.veth):  # a stale half of an earlier pair
@@ -489,7 +501,11 @@ class Lab:
     def _remove_network(self) -> list[str]:
         done = []
         created = self.record.get("created", {})
-        namespaces = {h.netns for h in self.spec.all_hosts()} | set(created.get("netns", []))
+        # With a record, exactly what it lists; without one (lost), what the plan names.
+        planned = not self.record.get("spec")
+        namespaces = set(created.get("netns", []))
+        if planned:
+            namespaces |= {h.netns for h in self.spec.all_hosts() if h.netns}
         for ns in sorted(n for n in namespaces if n):
             if not self._netns_exists(ns):
                 continue
@@ -503,8 +519,11 @@ class Lab:
                     terminate(pid, timeout=5)
             _run("ip", "netns", "del", ns)
             done.append(f"namespace {ns} removed")
-        links = [h.veth for h in self.spec.all_hosts()] + [self.spec.bridge]
-        links += [x for x in created.get("links", []) if x not in links]
+        links = [x for x in created.get("links", []) if x != self.spec.bridge]
+        if planned:
+            links += [h.veth for h in self.spec.all_hosts() if h.veth and h.veth not in links]
+        if planned or self.spec.bridge in created.get("links", []):
+            links.append(self.spec.bridge)  # last: after the veths on it
         for link in links:
             if not link or not self._link_exists(link):
                 continue

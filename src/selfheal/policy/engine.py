@@ -288,7 +288,15 @@ def evaluate(policy: Policy, request: Request, state: State, now: datetime) -> D
             out.add("inventory", f"target {target!r} is not a host of service {service!r}", "deny")
         else:
             tags = _tags((request.inventory or {}).get(target))
-            out.add("inventory", f"target {target!r} is in the inventory")
+            owner = tags.get("service")
+            if service is not None and isinstance(owner, str) and owner != service:
+                out.add(
+                    "inventory",
+                    f"target {target!r} belongs to service {owner!r}, not {service!r}",
+                    "deny",
+                )
+            else:
+                out.add("inventory", f"target {target!r} is in the inventory")
         if service is None:
             # The inventory (trusted), not the alert, says which service a host serves.
             service = _service_of(policy, target, tags)

@@ -1,5 +1,6 @@
 """The dispatcher's durable state: alerts, incidents (dedup, correlation), runs, decisions
-and approvals. `Store` is the interface; `SQLiteStore` the embedded implementation.
+and approvals. `Store` is the interface; `SQLiteStore` the embedded implementation,
+`PostgresStore` the shared one (`open_store(location)` picks by the location).
 
     from selfheal.store import SQLiteStore
 
@@ -20,8 +21,18 @@ from selfheal.store.model import (
     Store,
     StoreError,
 )
+from selfheal.store.postgres import PostgresStore
 from selfheal.store.sql import SCHEMA_VERSION
 from selfheal.store.sqlite import SQLiteStore
+
+
+def open_store(location: str) -> Store:
+    """``postgresql://...`` (or ``postgres://``) opens a `PostgresStore`; anything else is
+    the path of a SQLite file."""
+    if location.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(location)
+    return SQLiteStore(location)
+
 
 __all__ = [
     "DEDUP_DECISIONS",
@@ -31,8 +42,10 @@ __all__ = [
     "ApprovalRecord",
     "DecisionRecord",
     "Incident",
+    "PostgresStore",
     "Run",
     "SQLiteStore",
     "Store",
     "StoreError",
+    "open_store",
 ]

@@ -3,7 +3,7 @@
 The SQL sticks to what both engines accept: ``?`` placeholders (a subclass may rewrite them),
 TEXT timestamps in one fixed-width UTC format (so they compare as text), JSON as TEXT,
 ``RETURNING``, partial unique indexes. A subclass supplies the connection, the id column
-type and the write transaction (`_write`); the claim query is a class attribute so that a
+type and the transactions (`_transaction`); the claim query is a class attribute so that a
 PostgreSQL store can add ``FOR UPDATE SKIP LOCKED``.
 """
 
@@ -222,18 +222,25 @@ class SQLStore(Store):
         return statement
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Any]:
-        """A write transaction holding the engine's write lock; yields a cursor."""
+    def _transaction(self, write: bool) -> Iterator[Any]:
+        """A transaction (for a write: holding the engine's write lock); yields a cursor."""
         raise NotImplementedError
 
     def _translate_error(self, exc: Exception) -> StoreError | None:
         return None
 
+    def _lock_keys(self, cur: Any, keys: Iterable[str]) -> None:
+        """Serialise writers on these keys (fingerprints) until the transaction ends; a
+        no-op where `_transaction` already holds the one database write lock (SQLite)."""
+
+    def _migration_lock(self, cur: Any) -> None:
+        """Serialise concurrent migrations (SQLite: the write lock already does)."""
+
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[Any]:
+    def _tx(self, write: bool = True) -> Iterator[Any]:
         with self._lock:
             try:
-                with self._write() as cur:
+                with self._transaction(write) as cur:
                     yield cur
             except StoreError:
                 raise
@@ -248,12 +255,13 @@ class SQLStore(Store):
         return cur
 
     def _read(self, statement: str, params: tuple = ()) -> list[tuple]:
-        with self._tx() as cur:
+        with self._tx(write=False) as cur:
             return self._x(cur, statement, params).fetchall()
 
     # -- schema
     def _migrate(self) -> None:
         with self._tx() as cur:
+            self._migration_lock(cur)
             self._x(
                 cur,
                 "CREATE TABLE IF NOT EXISTS schema_version"
@@ -284,6 +292,7 @@ class SQLStore(Store):
         at = ts(_now(now))
         results = []
         with self._tx() as cur:
+            self._lock_keys(cur, (alert.fingerprint for alert in alerts))
             for alert in alerts:
                 incident_id, decision = self._dedup(cur, alert, at)
                 row = self._x(

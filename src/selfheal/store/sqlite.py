@@ -41,9 +41,9 @@ class SQLiteStore(SQLStore):
             raise
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Any]:
+    def _transaction(self, write: bool) -> Iterator[Any]:
         cur = self._conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+        cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield cur
         except BaseException:

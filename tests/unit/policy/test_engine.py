@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from unit.policy.policy_fixtures import BASE, INVENTORY, NOW, WEB_HOSTS
 
 from selfheal.policy import (
+    MemoryState,
     Request,
     begin_run,
     compile_policy,
@@ -526,3 +527,14 @@ def test_deny_beats_allow_at_any_time(when) -> None:
     frozen = deny.is_open(when) or hols.is_open(when) or not allow.is_open(when)
     assert (d.mode == "deny") == frozen
     assert ("freeze" in codes(d, "deny")) == frozen
+
+
+def test_alert_cannot_move_a_host_to_another_service(state) -> None:
+    data = copy.deepcopy(BASE)
+    data["services"]["lax"] = {}  # lists no hosts
+    data["routes"].append({"name": "any", "match": {"alertname": "Any"}, "runbook": "restart"})
+    policy = compile_policy(data)
+    inventory = {**INVENTORY, "web-01": {"selfheal_managed": True, "service": "web"}}
+    labels = {"alertname": "Any", "service": "lax", "instance": "web-01"}
+    d = evaluate(policy, Request(labels=labels, inventory=inventory), state, NOW)
+    assert d.mode == "deny" and "inventory" in codes(d, "deny")

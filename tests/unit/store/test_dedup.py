@@ -13,8 +13,7 @@ from selfheal.store import SCHEMA_VERSION, SQLiteStore, StoreError
 
 
 def _count(store, table: str) -> int:
-    with sqlite3.connect(store.path) as conn:
-        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    return store._read(f"SELECT COUNT(*) FROM {table}")[0][0]
 
 
 def test_thousand_copies_and_hundred_distinct_make_101_incidents(store):

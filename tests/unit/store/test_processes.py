@@ -11,16 +11,17 @@ import sys
 import textwrap
 import time
 
+import pytest
 from unit.store.conftest import make_alert
 
-from selfheal.store import SQLiteStore
+from selfheal.store import SQLiteStore, open_store
 
 _ACCEPTOR = textwrap.dedent(
     """
     import sys
     from datetime import UTC, datetime
     from selfheal.alerts import Alert, compute_fingerprint
-    from selfheal.store import SQLiteStore
+    from selfheal.store import SQLiteStore, open_store
 
     store = SQLiteStore(sys.argv[1])
     prefix, i = sys.argv[2], 0
@@ -92,9 +93,9 @@ def test_sigkill_loses_no_accepted_alert(tmp_path):
 _CLAIMER = textwrap.dedent(
     """
     import sys, time
-    from selfheal.store import SQLiteStore
+    from selfheal.store import open_store
 
-    store = SQLiteStore(sys.argv[1])
+    store = open_store(sys.argv[1])
     worker = sys.argv[2]
     while time.time() < float(sys.argv[3]):  # start together
         time.sleep(0.005)
@@ -106,9 +107,13 @@ _CLAIMER = textwrap.dedent(
 )
 
 
-def test_four_processes_never_claim_the_same_run(tmp_path):
-    db = tmp_path / "claims.db"
-    with SQLiteStore(db) as store:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_four_processes_never_claim_the_same_run(tmp_path, request, backend):
+    if backend == "sqlite":
+        db = str(tmp_path / "claims.db")
+    else:
+        db = request.getfixturevalue("postgres_dsn")
+    with open_store(db) as store:
         incident = store.accept([make_alert()])[0].incident_id
         expected = {store.enqueue_run(incident, "rb", f"h{i}").id for i in range(200)}
     start = time.time() + 1.5
@@ -128,8 +133,57 @@ def test_four_processes_never_claim_the_same_run(tmp_path):
     every = [run_id for ids in claims.values() for run_id in ids]
     assert len(every) == len(set(every)), "a run was claimed twice"
     assert set(every) == expected
-    with SQLiteStore(db) as store:
+    with open_store(db) as store:
         runs = store.list_runs(incident_id=incident)
         assert all(r.status == "succeeded" and r.attempts == 1 for r in runs)
         assert {r.worker_id for r in runs} <= set(claims)
     assert sum(1 for ids in claims.values() if ids) >= 2, claims  # they did compete
+
+
+_DEDUPER = textwrap.dedent(
+    """
+    import sys
+    from datetime import UTC, datetime
+    from selfheal.alerts import Alert, compute_fingerprint
+    from selfheal.store import open_store
+
+    store = open_store(sys.argv[1])
+    for i in range(60):
+        batch = []
+        for instance in (f"h{i % 5}", f"h{(i + 2) % 5}"):  # overlapping fingerprints
+            labels = {"alertname": "Down", "instance": instance}
+            batch.append(Alert(
+                source="generic", status="firing", name="Down", labels=labels,
+                annotations={}, starts_at=None, ends_at=None,
+                fingerprint=compute_fingerprint("generic", labels), generator_url="",
+                received_at=datetime.now(UTC), raw={},
+            ))
+        for result in store.accept(batch):
+            print(result.decision, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_replicas_accepting_the_same_alerts_open_one_incident_each(tmp_path, request, backend):
+    """Four dispatcher processes deduplicating overlapping alerts at once."""
+    if backend == "sqlite":
+        db = str(tmp_path / "dedup.db")
+    else:
+        db = request.getfixturevalue("postgres_dsn")
+    open_store(db).close()  # schema first, so the four do not all migrate
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _DEDUPER, db], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    decisions = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        decisions += out.split()
+    assert len(decisions) == 4 * 60 * 2
+    assert decisions.count("new") == 5
+    with open_store(db) as store:
+        incidents = store.list_incidents()
+        assert len(incidents) == 5 and all(i.status == "open" for i in incidents)
+        assert sum(i.count for i in incidents) == 4 * 60 * 2

@@ -208,22 +208,29 @@ def sleeper(tmp_path):
     proc.wait()
 
 
+def _found(name, pid, timeout=20.0):
+    """find_processes(name) once it lists pid (a loaded machine may be slow to exec)."""
+    deadline = time.monotonic() + timeout
+    found = probes.find_processes(name)
+    while pid not in found and time.monotonic() < deadline:
+        time.sleep(0.05)
+        found = probes.find_processes(name)
+    return found
+
+
 def test_process_by_comm_and_by_argv0(sleeper, tmp_path):
     name, proc = sleeper
+    assert _found(name, proc.pid) == [proc.pid]
     outcome = probes.probe_process(check(kind="process", name="x", process_name=name), 2)
     assert outcome.status == "ok", outcome.reason
-    assert proc.pid in probes.find_processes(name)
 
     alias = f"selfheal-argv0-{os.getpid()}"
     renamed = subprocess.Popen(["bash", "-c", f"exec -a {alias} sleep 60"])
     try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not probes.find_processes(alias):
-            time.sleep(0.02)
-        found = probes.find_processes(alias)
-        assert found == [renamed.pid], (found, renamed.pid, renamed.poll())
+        assert _found(alias, renamed.pid) == [renamed.pid], renamed.poll()
         # With no process_name, the check's own name is the process to look for.
-        assert probes.probe_process(check(kind="process", name=alias), 2).status == "ok"
+        named = probes.probe_process(check(kind="process", name=alias), 2)
+        assert named.status == "ok", named.reason
     finally:
         renamed.kill()
         renamed.wait()
