@@ -142,15 +142,17 @@ def test_four_processes_never_claim_the_same_run(tmp_path, request, backend):
 
 _DEDUPER = textwrap.dedent(
     """
-    import sys
+    import sys, time
     from datetime import UTC, datetime
     from selfheal.alerts import Alert, compute_fingerprint
     from selfheal.store import open_store
 
     store = open_store(sys.argv[1])
+    while time.time() < float(sys.argv[2]):  # start together
+        time.sleep(0.005)
     for i in range(60):
         batch = []
-        for instance in (f"h{i % 5}", f"h{(i + 2) % 5}"):  # overlapping fingerprints
+        for instance in (f"h{i % 5}-{i // 5}", f"h{(i + 1) % 5}-{i // 5}"):  # overlapping
             labels = {"alertname": "Down", "instance": instance}
             batch.append(Alert(
                 source="generic", status="firing", name="Down", labels=labels,
@@ -172,8 +174,11 @@ def test_replicas_accepting_the_same_alerts_open_one_incident_each(tmp_path, req
     else:
         db = request.getfixturevalue("postgres_dsn")
     open_store(db).close()  # schema first, so the four do not all migrate
+    start = str(time.time() + 1.5)
     procs = [
-        subprocess.Popen([sys.executable, "-c", _DEDUPER, db], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _DEDUPER, db, start], stdout=subprocess.PIPE, text=True
+        )
         for _ in range(4)
     ]
     decisions = []
@@ -182,8 +187,8 @@ def test_replicas_accepting_the_same_alerts_open_one_incident_each(tmp_path, req
         assert proc.returncode == 0
         decisions += out.split()
     assert len(decisions) == 4 * 60 * 2
-    assert decisions.count("new") == 5
+    assert decisions.count("new") == 60  # 5 instances x 12 generations
     with open_store(db) as store:
-        incidents = store.list_incidents()
-        assert len(incidents) == 5 and all(i.status == "open" for i in incidents)
+        incidents = store.list_incidents(limit=1000)
+        assert len(incidents) == 60 and all(i.status == "open" for i in incidents)
         assert sum(i.count for i in incidents) == 4 * 60 * 2
