@@ -101,3 +101,13 @@ def test_missing_policy_is_a_clear_failure(policy_env) -> None:
     )
     assert result.returncode == 2
     assert "cannot read policy" in result.stdout
+
+
+def test_without_the_selfheal_package_the_failure_says_so(policy_env, tmp_path) -> None:
+    result = run_playbook(
+        PLAYBOOKS / "remediation_gate_refused.yml",
+        extra_vars={"gate_runbook": "restart_service"},
+        env={**policy_env, "PYTHONPATH": str(tmp_path)},
+    )
+    assert result.returncode == 2
+    assert "needs the selfheal Python package on the controller" in result.stdout

@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -66,8 +66,10 @@ class Alert:
             raise ValueError(f"unknown status {self.status!r}")
         for name in ("starts_at", "ends_at", "received_at"):
             value = getattr(self, name)
-            if value is not None and value.utcoffset() is None:
-                raise ValueError(f"{name} must be an aware datetime")
+            if value is not None:
+                if value.utcoffset() is None:
+                    raise ValueError(f"{name} must be an aware datetime")
+                object.__setattr__(self, name, value.astimezone(UTC))
         # Private read-only copies: a caller mutating its dict cannot change the alert.
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
         object.__setattr__(self, "annotations", MappingProxyType(dict(self.annotations)))

@@ -8,7 +8,13 @@ The dispatcher, the `selfheal.core.remediation_gate` action plugin and the CLI a
 `evaluate`; see docs/policy.md for the file format and the guardrails.
 """
 
-from selfheal.policy.approvals import ApprovalResult, approval_status, approve, open_approval
+from selfheal.policy.approvals import (
+    ApprovalResult,
+    Approvals,
+    approval_status,
+    approve,
+    open_approval,
+)
 from selfheal.policy.engine import (
     Decision,
     Reason,
@@ -23,6 +29,7 @@ from selfheal.policy.state import Lock, MemoryState, SQLiteState, State
 
 __all__ = [
     "ApprovalResult",
+    "Approvals",
     "Decision",
     "Lock",
     "MemoryState",

@@ -185,3 +185,25 @@ def approval_deadline(record: dict[str, Any]) -> timedelta:
     return datetime.fromisoformat(record["expires_at"]) - datetime.fromisoformat(
         record["opened_at"]
     )
+
+
+class Approvals:
+    """The approval functions bound to one state: `Approvals(state).approve(id, who, roles)`."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def open(self, decision: Decision, now: datetime | None = None) -> dict[str, Any]:
+        return open_approval(self.state, decision, now)
+
+    def approve(
+        self,
+        request_id: str,
+        approver: str,
+        roles: Iterable[str] = (),
+        now: datetime | None = None,
+    ) -> ApprovalResult:
+        return approve(self.state, request_id, approver, roles, now)
+
+    def status(self, request_id: str, now: datetime | None = None) -> ApprovalResult:
+        return approval_status(self.state, request_id, now)

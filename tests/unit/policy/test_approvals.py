@@ -115,3 +115,15 @@ def test_open_approval_rejects_other_modes(state) -> None:
     )
     with pytest.raises(ValueError):
         open_approval(state, d)
+
+
+def test_bound_approvals(state) -> None:
+    from selfheal.policy import Approvals
+
+    d = _decision(state, requester="alice")
+    approvals = Approvals(state)
+    assert approvals.approve(d.request_id, "alice", ["sre-leads"], NOW).reasons[0].code == (
+        "self_approval"
+    )
+    assert approvals.approve(d.request_id, "carol", ["sre-leads"], NOW).status == "approved"
+    assert approvals.status(d.request_id, NOW).status == "approved"

@@ -231,7 +231,7 @@ def _oracle_fires(cron: Cron, around: datetime, span: timedelta) -> list[datetim
     return sorted(fires)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(zone=ZONES, schedule=SCHEDULES, t=INSTANTS, hours=st.integers(1, 72))
 def test_window_open_iff_a_fire_is_within_duration(zone, schedule, t, hours) -> None:
     duration = timedelta(hours=hours)
@@ -246,7 +246,7 @@ def test_window_open_iff_a_fire_is_within_duration(zone, schedule, t, hours) -> 
         assert w.cron.next_fire(t) == future[0]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     zone=ZONES, schedule=SCHEDULES, t=INSTANTS, hours=st.integers(1, 30), step=st.integers(1, 600)
 )
@@ -264,7 +264,7 @@ def test_state_is_stable_until_its_boundary(zone, schedule, t, hours, step) -> N
         assert fresh.state_at(boundary - timedelta(seconds=1)).active == state.active
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(zone=ZONES, year=st.integers(2000, 2100), minute=st.integers(0, 72 * 60))
 def test_yearly_dates_hold_in_every_year_and_zone(zone, year, minute) -> None:
     """`12-24..12-26` and `12-31..01-01` hold exactly on those local days, every year."""
