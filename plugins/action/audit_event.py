@@ -49,8 +49,10 @@ class ActionModule(ActionBase):
         validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         del validation
         if not HAS_SELFHEAL:
-            result.update(failed=True, msg="selfheal.core.audit_event needs the selfheal "
-                          "Python package on the controller")
+            result.update(
+                failed=True,
+                msg="selfheal.core.audit_event needs the selfheal Python package on the controller",
+            )
             return result
 
         def context(option, var, env):
@@ -61,8 +63,11 @@ class ActionModule(ActionBase):
                 value = os.environ.get(env)
             return to_text(value) if value not in (None, "") else None
 
-        user = context("actor", "selfheal_actor", "SELFHEAL_ACTOR") or task_vars.get(
-            "awx_user_name") or task_vars.get("tower_user_name")
+        user = (
+            context("actor", "selfheal_actor", "SELFHEAL_ACTOR")
+            or task_vars.get("awx_user_name")
+            or task_vars.get("tower_user_name")
+        )
         if not user:
             try:
                 user = getpass.getuser()
@@ -78,20 +83,19 @@ class ActionModule(ActionBase):
             "outcome": args.get("outcome"),
             "decision": context("decision", "selfheal_decision", "SELFHEAL_DECISION"),
             "reasons": args.get("reasons") or [],
-            "incident_id": context("incident_id", "selfheal_incident_id",
-                                   "SELFHEAL_INCIDENT_ID"),
+            "incident_id": context("incident_id", "selfheal_incident_id", "SELFHEAL_INCIDENT_ID"),
             "run_id": context("run_id", "selfheal_run_id", "SELFHEAL_RUN_ID"),
             "actor": {
                 "user": to_text(user) if user else None,
-                "dispatcher": os.environ.get("SELFHEAL_DISPATCHER") or (
-                    "awx" if awx_job else None),
+                "dispatcher": os.environ.get("SELFHEAL_DISPATCHER") or ("awx" if awx_job else None),
                 "awx_job_id": to_text(awx_job) if awx_job is not None else None,
             },
             "data": data,
             "no_log": bool(self._task.no_log),
         }
-        trail_dir = (context("trail", "selfheal_audit_trail", "SELFHEAL_AUDIT_TRAIL")
-                     or to_text(default_trail()))
+        trail_dir = context("trail", "selfheal_audit_trail", "SELFHEAL_AUDIT_TRAIL") or to_text(
+            default_trail()
+        )
         key_file = context("key_file", "selfheal_audit_key_file", "SELFHEAL_AUDIT_KEY_FILE")
         warnings = []
         try:
@@ -99,11 +103,14 @@ class ActionModule(ActionBase):
             with AuditTrail(trail_dir, keyring) as trail:
                 record = trail.append(event)
         except Exception as exc:
-            result.update(failed=True, msg="could not write the audit event to %s: %s"
-                          % (trail_dir, to_text(exc)))
+            result.update(
+                failed=True,
+                msg="could not write the audit event to %s: %s" % (trail_dir, to_text(exc)),
+            )
             return result
         if warnings:
             result["warnings"] = warnings
-        result.update(changed=True, seq=record["seq"], hash=record_hash(canonical(record)),
-                      trail=trail_dir)
+        result.update(
+            changed=True, seq=record["seq"], hash=record_hash(canonical(record)), trail=trail_dir
+        )
         return result

@@ -173,8 +173,9 @@ class CallbackModule(CallbackBase):
             self._trail = AuditTrail(trail, keyring, spool_dir=spool)
         except Exception as exc:  # never break the play
             self._failed_open = True
-            self._display.warning("selfheal.core.audit: cannot open the audit trail %s: %s"
-                                  % (trail, to_text(exc)))
+            self._display.warning(
+                "selfheal.core.audit: cannot open the audit trail %s: %s" % (trail, to_text(exc))
+            )
         return self._trail
 
     def _record(self, action, target=None, outcome=None, data=None):
@@ -198,14 +199,16 @@ class CallbackModule(CallbackBase):
                 from selfheal.audit import spool_event
 
                 spool = self._option("spool_dir") or (
-                    (self._option("trail") or str(default_trail())).rstrip("/") + ".spool")
+                    (self._option("trail") or str(default_trail())).rstrip("/") + ".spool"
+                )
                 spool_event(spool, event)
                 return
-            record, error = trail.append_or_spool(event)
+            _record, error = trail.append_or_spool(event)
             if error is not None:
                 self._display.warning(
                     "selfheal.core.audit: could not append to the audit trail (%s); the "
-                    "record was %s" % (to_text(error), "spooled" if trail.spool_dir else "lost"))
+                    "record was %s" % (to_text(error), "spooled" if trail.spool_dir else "lost")
+                )
         except Exception as exc:  # never break the play
             self._display.warning("selfheal.core.audit: audit record failed: %s" % to_text(exc))
 
@@ -226,8 +229,11 @@ class CallbackModule(CallbackBase):
         awx_job = extra.get("awx_job_id") or extra.get("tower_job_id")
         if awx_job is None and (os.environ.get("AWX_HOST") or os.environ.get("TOWER_HOST")):
             awx_job = os.environ.get("JOB_ID")
-        user = (pick("selfheal_actor", "actor") or extra.get("awx_user_name")
-                or extra.get("tower_user_name"))
+        user = (
+            pick("selfheal_actor", "actor")
+            or extra.get("awx_user_name")
+            or extra.get("tower_user_name")
+        )
         if not user:
             try:
                 user = getpass.getuser()
@@ -267,8 +273,11 @@ class CallbackModule(CallbackBase):
         hosts = play.hosts
         hosts = ",".join(to_text(h) for h in hosts) if isinstance(hosts, list) else to_text(hosts)
         self._play = (name, hosts)
-        self._record("play.start", target=hosts, data={
-            "play": name, "playbook": self._playbook, "check_mode": bool(play.check_mode)})
+        self._record(
+            "play.start",
+            target=hosts,
+            data={"play": name, "playbook": self._playbook, "check_mode": bool(play.check_mode)},
+        )
 
     def v2_playbook_on_stats(self, stats):
         self._end_play()
@@ -276,9 +285,12 @@ class CallbackModule(CallbackBase):
         for host in sorted(stats.processed.keys()):
             summary[host] = stats.summarize(host)
         failed = any(s.get("failures") or s.get("unreachable") for s in summary.values())
-        self._record("playbook.end", target=",".join(summary) or None,
-                     outcome="failed" if failed else "ok",
-                     data={"playbook": self._playbook, "stats": summary})
+        self._record(
+            "playbook.end",
+            target=",".join(summary) or None,
+            outcome="failed" if failed else "ok",
+            data={"playbook": self._playbook, "stats": summary},
+        )
         if self._trail is not None:
             try:
                 self._trail.close()
@@ -312,9 +324,13 @@ class CallbackModule(CallbackBase):
                 data["diff"] = res["diff"]
             if isinstance(res.get("results"), list):
                 data["items"] = [
-                    {"changed": bool(r.get("changed")), "failed": bool(r.get("failed")),
-                     "skipped": bool(r.get("skipped"))}
-                    for r in res["results"] if isinstance(r, dict)
+                    {
+                        "changed": bool(r.get("changed")),
+                        "failed": bool(r.get("failed")),
+                        "skipped": bool(r.get("skipped")),
+                    }
+                    for r in res["results"]
+                    if isinstance(r, dict)
                 ]
         if extra:
             data.update(extra)

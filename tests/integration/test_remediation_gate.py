@@ -104,6 +104,9 @@ def test_missing_policy_is_a_clear_failure(policy_env) -> None:
 
 
 def test_without_the_selfheal_package_the_failure_says_so(policy_env, tmp_path) -> None:
+    # Shadow whatever selfheal is installed with one that cannot be imported.
+    (tmp_path / "selfheal").mkdir()
+    (tmp_path / "selfheal/__init__.py").write_text("raise ImportError('hidden by the test')\n")
     result = run_playbook(
         PLAYBOOKS / "remediation_gate_refused.yml",
         extra_vars={"gate_runbook": "restart_service"},

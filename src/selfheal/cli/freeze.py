@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from selfheal.policy.model import parse_time
+from selfheal.policy.windows import HORIZON
 
 
 def register(subparsers) -> None:
@@ -77,7 +78,9 @@ def run_status(args) -> int:
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         if r["active"]:
-            when = f"OPEN    since {r['since']}, closes {r['closes'] or '(not within 400 days)'}"
+            since = r["since"] or f"over {HORIZON.days} days ago"
+            closes = r["closes"] or f"not within {HORIZON.days} days"
+            when = f"OPEN    since {since}, closes {closes}"
         else:
             when = f"closed  next opens {r['next_opens'] or '(never)'}"
         print(f"  {r['name']:<{width}}  {r['kind']:<5}  {when}  [{r['scope']}]")

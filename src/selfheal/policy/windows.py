@@ -17,7 +17,9 @@ from selfheal.policy.cron import Cron
 
 _FULL = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _YEARLY = re.compile(r"^(\d{2})-(\d{2})$")
-_HORIZON = timedelta(days=400)  # how far status looks for the end of a merged opening
+# How far state_at follows back-to-back openings (duration >= period) to find where the merged
+# opening starts and ends; beyond it, start/end are reported as None (unknown).
+HORIZON = timedelta(days=35)
 _TICK = timedelta(microseconds=1)
 
 
@@ -134,21 +136,30 @@ class Window:
     def _calendar_hit(self, day: date) -> bool:
         return any(span.contains(day) for span in self.dates)
 
-    def _calendar_state(self, when: datetime) -> tuple[datetime, datetime] | None:
+    def _calendar_state(self, when: datetime) -> tuple[datetime | None, datetime | None] | None:
+        """(start, end) of the run of calendar days covering `when`; None: beyond the horizon."""
         day = when.astimezone(self.tz).date()
         if not self._calendar_hit(day):
             return None
-        first = day
-        for _ in range(400):
-            if not self._calendar_hit(first - timedelta(days=1)):
+        one = timedelta(days=1)
+        first: date | None = day
+        for _ in range(HORIZON.days):
+            if not self._calendar_hit(first - one):  # type: ignore[operator]
                 break
-            first -= timedelta(days=1)
-        last = day
-        for _ in range(400):
-            if not self._calendar_hit(last + timedelta(days=1)):
+            first -= one  # type: ignore[operator]
+        else:
+            first = None
+        last: date | None = day
+        for _ in range(HORIZON.days):
+            if not self._calendar_hit(last + one):  # type: ignore[operator]
                 break
-            last += timedelta(days=1)
-        return self._day_start(first), self._day_start(last + timedelta(days=1))
+            last += one  # type: ignore[operator]
+        else:
+            last = None
+        return (
+            self._day_start(first) if first else None,
+            self._day_start(last + one) if last else None,
+        )
 
     def _calendar_next_open(self, when: datetime) -> datetime | None:
         """Start of the next calendar day in any entry after `when`'s local date."""
@@ -166,13 +177,15 @@ class Window:
             return None
         return fire
 
-    def _cron_state(self, when: datetime) -> tuple[datetime, datetime | None] | None:
-        """(start, end) of the merged opening covering `when`; end None: beyond the horizon."""
+    def _cron_state(
+        self, when: datetime, with_start: bool = True
+    ) -> tuple[datetime | None, datetime | None] | None:
+        """(start, end) of the merged opening covering `when`; None: beyond the horizon."""
         fire = self._cron_hit(when)
         if fire is None:
             return None
         assert self.cron is not None
-        horizon = when + _HORIZON
+        horizon = when + HORIZON
         # Close: the first instant E with no fire in (E - duration, E]. Each step jumps ahead by
         # up to a duration, so back-to-back openings (duration >= period) cost few steps.
         end: datetime | None = fire + self.duration
@@ -181,14 +194,16 @@ class Window:
             if latest is None or latest + self.duration <= end:
                 break
             end = latest + self.duration if latest + self.duration <= horizon else None
+        if not with_start:
+            return None, end
         # Open: walk back while an earlier fire's opening reaches this one.
-        start = fire
-        floor = when - _HORIZON
-        while start > floor:
+        start: datetime | None = fire
+        floor = when - HORIZON
+        while start is not None:
             earlier = self.cron.next_fire(start - self.duration - _TICK, self.duration)
             if earlier is None or earlier >= start:
                 break
-            start = earlier
+            start = earlier if earlier > floor else None
         return start, end
 
     def is_open(self, when: datetime) -> bool:
@@ -234,21 +249,23 @@ class Window:
             fast = self._fast
             next_open = fast[3] if fast and fast[0] <= when < fast[1] else self._next_open(when)
             return WindowState(False, next_open=next_open), next_open or when + timedelta(days=1)
-        start: datetime | None = None
-        end: datetime | None = when
+        cron = self._cron_state(when)
+        calendar = self._calendar_state(when)
+        spans = [x for x in (cron, calendar) if x]
+        starts = [x[0] for x in spans]
+        start = None if None in starts else min(starts)  # type: ignore[type-var]
+        ends = [x[1] for x in spans]
+        end = None if None in ends else max(ends)  # type: ignore[type-var]
         # A calendar day and a cron opening may touch: follow the chain to the real end.
         for _ in range(50):
-            spans = [s for s in (self._cron_state(end), self._calendar_state(end)) if s]
-            if not spans:
+            if end is None:
                 break
-            if start is None:
-                start = min(s[0] for s in spans)
-            ends = [s[1] for s in spans]
-            if any(e is None for e in ends):
-                end = None
+            more = [
+                x[1]
+                for x in (self._cron_state(end, with_start=False), self._calendar_state(end))
+                if x
+            ]
+            if not more:
                 break
-            end = max(ends)  # type: ignore[type-var]
-            if end > when + _HORIZON:
-                end = None
-                break
+            end = None if None in more or max(more) > when + HORIZON else max(more)  # type: ignore[type-var]
         return WindowState(True, start, end), end or when + timedelta(days=1)

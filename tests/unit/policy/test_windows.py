@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from selfheal.policy.cron import Cron, CronError
-from selfheal.policy.windows import Window, parse_date_span
+from selfheal.policy.windows import HORIZON, Window, parse_date_span
 
 NY = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -260,8 +260,15 @@ def test_state_is_stable_until_its_boundary(zone, schedule, t, hours, step) -> N
     if boundary is None or later < boundary:
         assert fresh.state_at(later).active == state.active
     if boundary is not None:
-        assert fresh.state_at(boundary).active != state.active or state.active
+        assert fresh.state_at(boundary).active != state.active
         assert fresh.state_at(boundary - timedelta(seconds=1)).active == state.active
+    if state.active and state.start is None:  # back-to-back openings beyond the horizon
+        assert fresh.is_open(t - HORIZON)
+    elif state.active:
+        assert state.start <= t
+        probe = window(schedule, timedelta(hours=hours), tz=ZoneInfo(zone))
+        assert probe.is_open(state.start)
+        assert not probe.is_open(state.start - timedelta(seconds=1))
 
 
 @settings(max_examples=300, deadline=None)

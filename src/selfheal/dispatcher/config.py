@@ -1,0 +1,325 @@
+"""Dispatcher configuration: a YAML file, overridden by command-line flags.
+
+```yaml
+listen: 127.0.0.1:9095
+store: state/selfheal.db            # or postgresql://...
+policy: policy.yml
+inventory: inventory.yml
+audit: state/audit                   # trail directory (optional)
+audit_key_file: ...                  # else SELFHEAL_AUDIT_KEYS / the default key file
+workers: 2
+tokens:
+  - {name: alertmanager, token_file: secrets/am.token, scopes: [intake]}
+  - {name: alice, token: "...", roles: [sre-leads], scopes: [read, approve]}
+sources:
+  alertmanager: {auth: token}
+  grafana: {auth: hmac, hmac_secret_file: secrets/grafana.key,
+            hmac_header: X-Grafana-Alerting-Signature}
+  cloudwatch_sns: {auth: token, confirm_subscriptions: false}
+  generic: {auth: token, mapping: {name: check, status: state}}
+```
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from selfheal.alerts import SOURCES, compile_mapping
+from selfheal.errors import ConfigError
+
+SCOPES = ("intake", "read", "approve")
+AUTH_MODES = ("token", "hmac", "none")
+DEFAULT_LISTEN = "127.0.0.1:9095"
+DEFAULT_HMAC_HEADER = "X-Selfheal-Signature"
+
+
+@dataclass(frozen=True)
+class Token:
+    name: str  # the identity approvals are recorded under
+    secret: str
+    scopes: frozenset[str] = frozenset(SCOPES)
+    roles: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    enabled: bool = True
+    auth: str = "token"  # token | hmac | none
+    hmac_secret: bytes | None = None
+    hmac_header: str = DEFAULT_HMAC_HEADER
+    mapping: dict[str, Any] | None = None  # generic only
+    confirm_subscriptions: bool = False  # cloudwatch_sns only
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    max_attempts: int = 3  # runs of one remediation, first one included
+    base_s: float = 5.0  # backoff: uniform(0, min(cap, base * 2**(attempt-1)))
+    cap_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class PagerDutyConfig:
+    routing_key: str
+    url: str = "https://events.pagerduty.com"
+    timeout_s: float = 10.0
+
+
+@dataclass
+class DispatcherConfig:
+    listen: str = DEFAULT_LISTEN
+    store: str = "selfheal.db"
+    policy: str | None = None
+    inventory: str | None = None
+    audit: str | None = None
+    audit_key_file: str | None = None
+    policy_state: str | None = None  # SQLiteState path; default: beside a SQLite store
+    runs_dir: str | None = None  # private data dirs; default: beside the store
+    workers: int = 2
+    lease_s: float = 60.0
+    poll_s: float = 0.5
+    max_body: int = 1024 * 1024
+    correlation_window_s: float = 600.0
+    reevaluate_s: float = 10.0
+    instance: str = field(default_factory=socket.gethostname)
+    tokens: list[Token] = field(default_factory=list)
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    pagerduty: PagerDutyConfig | None = None
+    allow_unauthenticated: bool = False
+    log_level: str = "INFO"
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def host_port(self) -> tuple[str, int]:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError("must be HOST:PORT", "listen")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+    def path(self, value: str | None) -> Path | None:
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    def store_location(self) -> str:
+        if self.store.startswith(("postgresql://", "postgres://")):
+            return self.store
+        location = self.store.removeprefix("sqlite://")
+        return str(self.path(location))
+
+    def state_dir(self) -> Path:
+        if self.store.startswith(("postgresql://", "postgres://")):
+            return self.base_dir
+        return Path(self.store_location()).parent
+
+    def policy_state_path(self) -> Path:
+        if self.policy_state:
+            return self.path(self.policy_state)  # type: ignore[return-value]
+        if self.store.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(
+                "set policy_state (a SQLite file) when the store is PostgreSQL", "policy_state"
+            )
+        return Path(self.store_location() + ".policy-state")
+
+    def runs_path(self) -> Path:
+        return self.path(self.runs_dir) if self.runs_dir else self.state_dir() / "runs"  # type: ignore[return-value]
+
+    def source(self, name: str) -> SourceConfig:
+        return self.sources.get(name) or SourceConfig(name)
+
+    def validate(self) -> None:
+        self.host_port()
+        if self.workers < 0:
+            raise ConfigError("must be >= 0", "workers")
+        if not self.policy:
+            raise ConfigError("a policy file is required (--policy)", "policy")
+        if not self.inventory:
+            raise ConfigError("an inventory is required (--inventory)", "inventory")
+        for name in SOURCES:
+            src = self.source(name)
+            if not src.enabled:
+                continue
+            if src.auth == "token" and not self.tokens and not self.allow_unauthenticated:
+                raise ConfigError(
+                    "no API token configured (--token/--token-file or tokens:); set"
+                    f" sources.{name}.auth: none or allow_unauthenticated: true to run open",
+                    f"sources.{name}.auth",
+                )
+            if src.auth == "hmac" and not src.hmac_secret:
+                raise ConfigError("auth hmac needs hmac_secret or hmac_secret_file", name)
+
+
+def _read_secret(value: Any, file: Any, where: str, base: Path) -> str | None:
+    if value is not None and file is not None:
+        raise ConfigError("give the secret or the file, not both", where)
+    if file is not None:
+        path = Path(str(file)).expanduser()
+        path = path if path.is_absolute() else base / path
+        try:
+            text = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read secret file ({exc.strerror})", where) from exc
+        if not text:
+            raise ConfigError("secret file is empty", where)
+        return text
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError("must be a non-empty string", where)
+    return value
+
+
+def _token(raw: Any, i: int, base: Path) -> Token:
+    where = f"tokens[{i}]"
+    if not isinstance(raw, dict):
+        raise ConfigError("must be a mapping", where)
+    unknown = set(raw) - {"name", "token", "token_file", "scopes", "roles"}
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}", where)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("must be a non-empty string", f"{where}.name")
+    secret = _read_secret(raw.get("token"), raw.get("token_file"), f"{where}.token", base)
+    if not secret:
+        raise ConfigError("missing token or token_file", where)
+    if len(secret) < 16:
+        raise ConfigError("must be at least 16 characters", f"{where}.token")
+    scopes = raw.get("scopes", list(SCOPES))
+    if not isinstance(scopes, list) or any(s not in SCOPES for s in scopes):
+        raise ConfigError(f"must be a list of {', '.join(SCOPES)}", f"{where}.scopes")
+    roles = raw.get("roles", [])
+    if not isinstance(roles, list) or any(not isinstance(r, str) for r in roles):
+        raise ConfigError("must be a list of strings", f"{where}.roles")
+    return Token(name, secret, frozenset(scopes), frozenset(roles))
+
+
+def _source(name: str, raw: Any, base: Path) -> SourceConfig:
+    where = f"sources.{name}"
+    if name not in SOURCES:
+        raise ConfigError(f"unknown source (known: {', '.join(SOURCES)})", where)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("must be a mapping", where)
+    known = {
+        "enabled",
+        "auth",
+        "hmac_secret",
+        "hmac_secret_file",
+        "hmac_header",
+        "mapping",
+        "confirm_subscriptions",
+    }
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}", where)
+    auth = raw.get("auth", "token")
+    if auth not in AUTH_MODES:
+        raise ConfigError(f"must be one of {', '.join(AUTH_MODES)}", f"{where}.auth")
+    secret = _read_secret(
+        raw.get("hmac_secret"), raw.get("hmac_secret_file"), f"{where}.hmac_secret", base
+    )
+    mapping = raw.get("mapping")
+    if mapping is not None:
+        if name != "generic":
+            raise ConfigError("only the generic source takes a mapping", f"{where}.mapping")
+        compile_mapping(mapping)
+    return SourceConfig(
+        name=name,
+        enabled=bool(raw.get("enabled", True)),
+        auth=auth,
+        hmac_secret=secret.encode() if secret else None,
+        hmac_header=str(raw.get("hmac_header", DEFAULT_HMAC_HEADER)),
+        mapping=mapping,
+        confirm_subscriptions=bool(raw.get("confirm_subscriptions", False)),
+    )
+
+
+_SIMPLE = {
+    "listen": str,
+    "store": str,
+    "policy": str,
+    "inventory": str,
+    "audit": str,
+    "audit_key_file": str,
+    "policy_state": str,
+    "runs_dir": str,
+    "workers": int,
+    "lease_s": (int, float),
+    "poll_s": (int, float),
+    "max_body": int,
+    "correlation_window_s": (int, float),
+    "reevaluate_s": (int, float),
+    "instance": str,
+    "allow_unauthenticated": bool,
+    "log_level": str,
+}
+
+
+def config_from_data(data: Any, base_dir: Path | None = None) -> DispatcherConfig:
+    base = base_dir or Path.cwd()
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the dispatcher config must be a mapping", "(config)")
+    known = {*_SIMPLE, "tokens", "sources", "retry", "pagerduty"}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}", "(config)")
+    cfg = DispatcherConfig(base_dir=base)
+    for key, kind in _SIMPLE.items():
+        if key in data:
+            value = data[key]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ConfigError("has the wrong type", key)
+            setattr(cfg, key, value)
+    tokens = data.get("tokens") or []
+    if not isinstance(tokens, list):
+        raise ConfigError("must be a list", "tokens")
+    cfg.tokens = [_token(t, i, base) for i, t in enumerate(tokens)]
+    sources = data.get("sources") or {}
+    if not isinstance(sources, dict):
+        raise ConfigError("must be a mapping", "sources")
+    cfg.sources = {name: _source(name, raw, base) for name, raw in sources.items()}
+    retry = data.get("retry") or {}
+    if not isinstance(retry, dict) or set(retry) - {"max_attempts", "base_s", "cap_s"}:
+        raise ConfigError("keys: max_attempts, base_s, cap_s", "retry")
+    cfg.retry = RetryConfig(
+        int(retry.get("max_attempts", 3)),
+        float(retry.get("base_s", 5.0)),
+        float(retry.get("cap_s", 300.0)),
+    )
+    pd = data.get("pagerduty")
+    if pd is not None:
+        if not isinstance(pd, dict):
+            raise ConfigError("must be a mapping", "pagerduty")
+        key = _read_secret(
+            pd.get("routing_key"), pd.get("routing_key_file"), "pagerduty.routing_key", base
+        )
+        if not key:
+            raise ConfigError("missing routing_key", "pagerduty")
+        cfg.pagerduty = PagerDutyConfig(
+            key, str(pd.get("url", PagerDutyConfig.url)), float(pd.get("timeout_s", 10.0))
+        )
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str] | None) -> DispatcherConfig:
+    if path is None:
+        return DispatcherConfig()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read ({exc.strerror})", str(path)) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not YAML ({exc})", str(path)) from exc
+    return config_from_data(data, path.resolve().parent)
