@@ -25,7 +25,7 @@ class ExitCode(IntEnum):
 
 
 # Verb modules, in the order `--help` lists them.
-VERBS: tuple[str, ...] = ("audit", "demo", "freeze", "lab", "policy", "version")
+VERBS: tuple[str, ...] = ("approvals", "audit", "demo", "freeze", "lab", "policy", "serve", "version")
 
 
 def build_parser() -> argparse.ArgumentParser:

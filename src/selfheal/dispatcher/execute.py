@@ -110,7 +110,9 @@ def verify_playbook(checks: list[Mapping[str, Any]]) -> str:
     converted = []
     for i, item in enumerate(checks):
         args = dict(item.get("args") or {})
-        converted.append({"name": str(item.get("name", f"verify{i}")), "kind": item["check"], **args})
+        converted.append(
+            {"name": str(item.get("name", f"verify{i}")), "kind": item["check"], **args}
+        )
     play = [
         {
             "name": "Verify the remediation",

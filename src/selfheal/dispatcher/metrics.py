@@ -128,10 +128,13 @@ class Metrics:
             "selfheal_alerts_dedup_total", "Dedup decisions of accepted alerts.", ["decision"]
         )
         self.decisions = Counter(
-            "selfheal_decisions_total", "Policy decisions, by mode and reason code.",
+            "selfheal_decisions_total",
+            "Policy decisions, by mode and reason code.",
             ["mode", "reason"],
         )
-        self.runs = Counter("selfheal_runs_total", "Finished run attempts, by outcome.", ["outcome"])
+        self.runs = Counter(
+            "selfheal_runs_total", "Finished run attempts, by outcome.", ["outcome"]
+        )
         self.escalations = Counter(
             "selfheal_escalations_total", "Escalations to people, by why.", ["why"]
         )

@@ -1,0 +1,455 @@
+"""The dispatcher's HTTP API as a plain ASGI 3 application (no framework).
+
+Every answer is JSON (``/metrics`` excepted). Bad input gets a 4xx naming the field; a 5xx
+means the dispatcher itself could not do the job (the store is down), never bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import re
+import urllib.request
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from selfheal.alerts import SOURCES, PayloadError, SubscriptionConfirmation, normalise
+from selfheal.dispatcher.config import Token
+from selfheal.dispatcher.core import Dispatcher
+from selfheal.dispatcher.openapi import openapi
+from selfheal.errors import SelfhealError
+from selfheal.health import HealthRegistry, event_loop_responsive, make_asgi_app, thread_alive
+from selfheal.store import Incident, Run
+
+log = logging.getLogger("selfheal.dispatcher.http")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+_ID = re.compile(r"^[0-9]{1,18}$")
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None, **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.body: dict[str, Any] = {"error": message}
+        if field is not None:
+            self.body["field"] = field
+        self.body.update(extra)
+        self.headers: list[tuple[bytes, bytes]] = []
+
+
+def _ts(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def incident_json(incident: Incident) -> dict[str, Any]:
+    return {
+        "id": incident.id,
+        "fingerprint": incident.fingerprint,
+        "source": incident.source,
+        "name": incident.name,
+        "labels": dict(incident.labels),
+        "status": incident.status,
+        "count": incident.count,
+        "opened_at": _ts(incident.opened_at),
+        "last_seen": _ts(incident.last_seen),
+        "starts_at": _ts(incident.starts_at),
+        "resolved_at": _ts(incident.resolved_at),
+        "reopened_from": incident.reopened_from,
+        "parent_id": incident.parent_id,
+        "fold_reason": incident.fold_reason,
+    }
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "incident_id": run.incident_id,
+        "runbook": run.runbook,
+        "target": run.target,
+        "status": run.status,
+        "attempts": run.attempts,
+        "created_at": _ts(run.created_at),
+        "not_before": _ts(run.not_before),
+        "started_at": _ts(run.started_at),
+        "finished_at": _ts(run.finished_at),
+        "rc": run.rc,
+        "worker_id": run.worker_id,
+        "reason": run.reason,
+    }
+
+
+def _digest(value: str | bytes) -> bytes:
+    return hashlib.sha256(value.encode() if isinstance(value, str) else value).digest()
+
+
+class API:
+    def __init__(self, dispatcher: Dispatcher, *, manage_lifecycle: bool = True):
+        self.d = dispatcher
+        self.config = dispatcher.config
+        self.manage_lifecycle = manage_lifecycle
+        self._tokens = [(_digest(t.secret), t) for t in self.config.tokens]
+        self.health = HealthRegistry()
+        self.health.add_readiness("store", dispatcher.ready, timeout=2.0, ttl=1.0)
+        self._health_threads: set[str] = set()
+        self.app = make_asgi_app(self.health, self._app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    # -- health wiring (needs the running loop and the started threads) -----------------
+
+    def _register_liveness(self) -> None:
+        if "event_loop" not in self._health_threads:
+            self.health.add_liveness(
+                "event_loop", event_loop_responsive(asyncio.get_running_loop(), 1.0)
+            )
+            self._health_threads.add("event_loop")
+        for thread in self.d.threads:
+            if thread.name not in self._health_threads:
+                self.health.add_liveness(thread.name, thread_alive(thread))
+                self._health_threads.add(thread.name)
+
+    # -- auth -----------------------------------------------------------------------------
+
+    def _token(self, scope: Scope) -> Token | None:
+        header = _header(scope, b"authorization")
+        if header is None:
+            return None
+        kind, _, value = header.partition(" ")
+        if kind.lower() != "bearer" or not value.strip():
+            return None
+        given = _digest(value.strip())
+        found = None
+        for digest, token in self._tokens:  # every token compared: no early exit
+            if hmac.compare_digest(given, digest) and found is None:
+                found = token
+        return found
+
+    def _require(self, scope: Scope, scope_name: str) -> Token | None:
+        """The caller's token, which must carry `scope_name` (None when the API is open)."""
+        if not self.config.tokens and self.config.allow_unauthenticated:
+            return None
+        token = self._token(scope)
+        if token is None:
+            err = HTTPError(401, "missing or invalid bearer token")
+            err.headers.append((b"www-authenticate", b'Bearer realm="selfheal"'))
+            raise err
+        if scope_name not in token.scopes:
+            raise HTTPError(403, f"token {token.name!r} lacks the {scope_name!r} scope")
+        return token
+
+    def _check_source_auth(self, scope: Scope, source: str, body: bytes | None) -> None:
+        cfg = self.config.source(source)
+        if cfg.auth == "none":
+            return
+        if cfg.auth == "token":
+            self._require(scope, "intake")
+            return
+        if body is None:
+            return  # signature checked once the body is read
+        header = _header(scope, cfg.hmac_header.lower().encode())
+        if header is None:
+            raise HTTPError(401, f"missing signature header {cfg.hmac_header}")
+        given = header.strip()
+        if given.lower().startswith("sha256="):
+            given = given[7:]
+        expected = hmac.new(cfg.hmac_secret or b"", body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(given.lower().encode(), expected.encode()):
+            raise HTTPError(403, f"bad signature in {cfg.hmac_header}")
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        self._register_liveness()
+        try:
+            status, body, headers = await self._route(scope, receive)
+        except HTTPError as exc:
+            status, body, headers = exc.status, exc.body, exc.headers
+            source = _source_of(scope)
+            if source:
+                self.d.metrics.rejected.inc(source=source, status=str(status))
+        except Exception:
+            log.exception("request failed", extra={"path": scope.get("path")})
+            status, body, headers = 500, {"error": "internal error"}, []
+        if isinstance(body, bytes):
+            payload = body
+        else:
+            payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            headers = [(b"content-type", b"application/json"), *headers]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", str(len(payload)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self.manage_lifecycle:
+                        await asyncio.to_thread(self.d.start)
+                    self._register_liveness()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.manage_lifecycle:
+                    await asyncio.to_thread(self.d.stop)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _route(self, scope: Scope, receive: Receive) -> tuple[int, Any, list]:
+        method = scope.get("method", "GET").upper()
+        parts = [p for p in scope.get("path", "").split("/") if p]
+        if len(parts) == 2 and parts[0] == "alerts":
+            _allow(method, "POST")
+            return await self._intake(scope, receive, parts[1])
+        if parts == ["openapi.json"]:
+            _allow(method, "GET")
+            return 200, openapi(), []
+        if parts == ["metrics"]:
+            _allow(method, "GET")
+            text = await asyncio.to_thread(self.d.metrics.render)
+            return 200, text, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+        if parts and parts[0] == "incidents" and len(parts) <= 2:
+            _allow(method, "GET")
+            self._require(scope, "read")
+            if len(parts) == 1:
+                return await self._incidents(scope)
+            return await self._incident(parts[1])
+        if len(parts) == 2 and parts[0] == "runs":
+            _allow(method, "GET")
+            self._require(scope, "read")
+            run_id = _int_id(parts[1], "id")
+            run = await asyncio.to_thread(self.d.store.get_run, run_id)
+            if run is None:
+                raise HTTPError(404, f"no run {run_id}")
+            return 200, run_json(run), []
+        if parts and parts[0] == "approvals":
+            return await self._approvals(scope, receive, method, parts)
+        raise HTTPError(404, "not found")
+
+    # -- intake ---------------------------------------------------------------------------
+
+    async def _intake(self, scope: Scope, receive: Receive, source: str) -> tuple[int, Any, list]:
+        if source not in SOURCES or not self.config.source(source).enabled:
+            raise HTTPError(404, f"unknown source {source[:64]!r}", "source")
+        self._check_source_auth(scope, source, None)
+        body = await _read_body(scope, receive, self.config.max_body)
+        self._check_source_auth(scope, source, body)
+        cfg = self.config.source(source)
+        try:
+            result = normalise(source, body, mapping=cfg.mapping if source == "generic" else None)
+        except PayloadError as exc:
+            raise HTTPError(422 if exc.path != "(payload)" else 400, str(exc), exc.path) from None
+        except SelfhealError as exc:  # a bad generic mapping: configuration, not input
+            raise HTTPError(400, str(exc), getattr(exc, "path", None)) from None
+        if isinstance(result, SubscriptionConfirmation):
+            return await self._subscription(result)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+
+        def done(results, error) -> None:
+            loop.call_soon_threadsafe(_settle, future, results, error)
+
+        self.d.submit(result, done)
+        try:
+            results = await future
+        except SelfhealError as exc:
+            raise HTTPError(503, f"store unavailable: {exc}") from None
+        return (
+            202,
+            {
+                "accepted": len(results),
+                "results": [
+                    {
+                        "alert_id": r.alert_id,
+                        "incident_id": r.incident_id,
+                        "decision": r.decision,
+                        "fingerprint": r.fingerprint,
+                    }
+                    for r in results
+                ],
+            },
+            [],
+        )
+
+    async def _subscription(self, msg: SubscriptionConfirmation) -> tuple[int, Any, list]:
+        if not self.config.source("cloudwatch_sns").confirm_subscriptions:
+            self.d.record_subscription(msg.kind, msg.topic_arn, False, "")
+            return (
+                202,
+                {
+                    "status": "recorded",
+                    "kind": msg.kind,
+                    "topic_arn": msg.topic_arn,
+                    "instructions": (
+                        "Subscription confirmation is off: confirm it in the SNS console or"
+                        " with `aws sns confirm-subscription --topic-arn <arn> --token <token>`"
+                        " (the token is in the message), or set"
+                        " sources.cloudwatch_sns.confirm_subscriptions: true."
+                    ),
+                },
+                [],
+            )
+
+        def fetch() -> None:
+            with urllib.request.urlopen(msg.subscribe_url, timeout=10) as response:
+                response.read(65536)
+
+        try:
+            await asyncio.to_thread(fetch)
+        except OSError as exc:
+            self.d.record_subscription(msg.kind, msg.topic_arn, False, str(exc))
+            raise HTTPError(502, f"could not confirm the subscription: {exc}") from None
+        self.d.record_subscription(msg.kind, msg.topic_arn, True, "")
+        return 200, {"status": "confirmed", "kind": msg.kind, "topic_arn": msg.topic_arn}, []
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def _incidents(self, scope: Scope) -> tuple[int, Any, list]:
+        query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
+        status = query.get("status", [None])[0]
+        if status not in (None, "open", "resolved"):
+            raise HTTPError(400, "must be open or resolved", "status")
+        raw_limit = query.get("limit", ["100"])[0]
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+            raise HTTPError(400, "must be an integer from 1 to 1000", "limit")
+        incidents = await asyncio.to_thread(
+            self.d.store.list_incidents, status=status, limit=int(raw_limit)
+        )
+        return 200, {"incidents": [incident_json(i) for i in incidents]}, []
+
+    async def _incident(self, raw_id: str) -> tuple[int, Any, list]:
+        incident_id = _int_id(raw_id, "id")
+
+        def load() -> dict[str, Any] | None:
+            incident = self.d.store.get_incident(incident_id)
+            if incident is None:
+                return None
+            alerts = self.d.store.alerts_of(incident_id)
+            out = incident_json(incident)
+            out["dedup"] = {
+                "alerts": len(alerts),
+                "firing": incident.count,
+                "duplicates": sum(1 for a in alerts if a["decision"] == "duplicate"),
+            }
+            out["decisions"] = [
+                {"id": d.id, "mode": d.mode, "reasons": d.reasons, "at": _ts(d.at)}
+                for d in self.d.store.list_decisions(incident_id)
+            ]
+            out["runs"] = [run_json(r) for r in self.d.store.list_runs(incident_id=incident_id)]
+            return out
+
+        body = await asyncio.to_thread(load)
+        if body is None:
+            raise HTTPError(404, f"no incident {incident_id}")
+        return 200, body, []
+
+    # -- approvals ------------------------------------------------------------------------
+
+    async def _approvals(
+        self, scope: Scope, receive: Receive, method: str, parts: list[str]
+    ) -> tuple[int, Any, list]:
+        if len(parts) == 1:
+            _allow(method, "GET")
+            self._require(scope, "read")
+            pending = await asyncio.to_thread(self.d.pending_approvals)
+            return 200, {"approvals": pending}, []
+        if len(parts) == 2:
+            _allow(method, "GET")
+            self._require(scope, "read")
+            record = await asyncio.to_thread(self.d.state.load_approval, parts[1][:200])
+            if record is None:
+                raise HTTPError(404, f"no approval {parts[1][:64]!r}")
+            return 200, record, []
+        if len(parts) == 3 and parts[2] in ("approve", "deny"):
+            _allow(method, "POST")
+            token = self._require(scope, "approve")
+            if token is None:
+                raise HTTPError(403, "approvals need an identity: configure API tokens")
+            await _read_body(scope, receive, 64 * 1024)  # a comment, ignored for now
+            verdict = parts[2]
+            outcome = await asyncio.to_thread(
+                self.d.vote, parts[1][:200], verdict, token.name, token.roles
+            )
+            return outcome.status, outcome.body, []
+        raise HTTPError(404, "not found")
+
+
+def _settle(future: asyncio.Future, results, error) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(
+            error if isinstance(error, SelfhealError) else SelfhealError(str(error))
+        )
+    else:
+        future.set_result(results)
+
+
+def _allow(method: str, *allowed: str) -> None:
+    if method not in allowed and not (method == "HEAD" and "GET" in allowed):
+        err = HTTPError(405, f"method {method} not allowed")
+        err.headers.append((b"allow", ", ".join(allowed).encode()))
+        raise err
+
+
+def _int_id(raw: str, field: str) -> int:
+    if not _ID.match(raw):
+        raise HTTPError(400, "must be a positive integer", field)
+    return int(raw)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _source_of(scope: Scope) -> str | None:
+    parts = [p for p in scope.get("path", "").split("/") if p]
+    if len(parts) == 2 and parts[0] == "alerts" and parts[1] in SOURCES:
+        return parts[1]
+    return None
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    length = _header(scope, b"content-length")
+    if length is not None:
+        if not length.strip().isdigit():
+            raise HTTPError(400, "bad Content-Length", "Content-Length")
+        if int(length) > limit:
+            raise HTTPError(413, f"body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise HTTPError(400, "client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise HTTPError(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)

@@ -1,0 +1,932 @@
+"""The dispatcher's engine: group-committed intake, the decision pipeline, the worker pool.
+
+Threads (all daemons, all stopped by `stop()`):
+
+* ``intake``: takes what concurrent requests submitted, commits it with **one**
+  `store.accept()` (group commit), then wakes every request; a request answers 2xx only
+  after that commit.
+* ``pipeline``: for each new or reopened incident: label safety, `policy.evaluate`,
+  correlation through the service dependency graph, decision recorded (store and audit
+  trail), then a queued run, a pending approval, or an escalation. A resolved alert cancels
+  the incident's queued runs. Also the periodic chores: re-evaluating deferred incidents,
+  approval timeouts, runs whose lease expired.
+* ``worker-N``: claim a run with a lease, renew it while the playbook runs, verify, then
+  retry with backoff or escalate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from selfheal.alerts import Alert
+from selfheal.dispatcher.config import DispatcherConfig
+from selfheal.dispatcher.execute import execute, resolve_playbook, verify_playbook
+from selfheal.dispatcher.metrics import Metrics
+from selfheal.dispatcher.pagerduty import PagerDuty, PagerDutyError
+from selfheal.dispatcher.safety import label_problems, safe_name
+from selfheal.errors import ConfigError
+from selfheal.policy import (
+    Decision,
+    Request,
+    SQLiteState,
+    approval_status,
+    approve,
+    begin_run,
+    evaluate,
+    finish_run,
+    load_policy,
+    open_approval,
+    record_decision,
+)
+from selfheal.policy.inventory import inventory_from_data
+from selfheal.store import AcceptResult, Incident, Run, StoreError, open_store
+
+log = logging.getLogger("selfheal.dispatcher")
+
+MAX_BATCH = 5000  # alerts per group-committed transaction
+REQUEST_PREFIX = "incident-"
+_SENTINEL = object()
+
+
+def request_id_of(incident_id: int) -> str:
+    return f"{REQUEST_PREFIX}{incident_id}"
+
+
+def incident_of(request_id: str) -> int | None:
+    tail = request_id.removeprefix(REQUEST_PREFIX)
+    if tail == request_id or not tail.isdigit() or len(tail) > 18:
+        return None
+    return int(tail)
+
+
+def _reason(code: str, message: str, effect: str = "info", **extra: Any) -> dict[str, Any]:
+    return {"code": code, "message": message, "effect": effect, **extra}
+
+
+@dataclass
+class _Submission:
+    alerts: list[Alert]
+    done: Callable[[list[AcceptResult] | None, BaseException | None], None]
+
+
+@dataclass
+class ApprovalOutcome:
+    status: int  # HTTP status
+    body: dict[str, Any]
+
+
+class Dispatcher:
+    def __init__(self, config: DispatcherConfig):
+        config.validate()
+        self.config = config
+        self.policy_path = config.path(config.policy)
+        self.policy = load_policy(self.policy_path)  # type: ignore[arg-type]
+        self.inventory_path = config.path(config.inventory)
+        assert self.inventory_path is not None
+        try:
+            data = yaml.safe_load(self.inventory_path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read the inventory ({exc})", "inventory") from exc
+        self.inventory = inventory_from_data(self.policy, data)
+        self.store = open_store(config.store_location())
+        self.state = SQLiteState(config.policy_state_path())
+        self.runs_dir = config.runs_path()
+        self.audit = None
+        if config.audit:
+            from selfheal.audit import AuditTrail, Keyring
+
+            keyring = Keyring.load(config.path(config.audit_key_file))
+            self.audit = AuditTrail(config.path(config.audit), keyring)  # type: ignore[arg-type]
+        self.pagerduty = PagerDuty(config.pagerduty) if config.pagerduty else None
+        self.metrics = Metrics(self._queue_depth, lambda: self._pipeline_q.qsize())
+        self.subscriptions: list[dict[str, Any]] = []  # SNS handshakes seen (newest last)
+        self._intake_q: queue.Queue[Any] = queue.Queue()
+        self._pipeline_q: queue.Queue[Any] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._deferred: dict[int, float] = {}
+        self._approvals: set[str] = set()  # pending approval request ids
+        self._services: dict[int, str | None] = {}  # incident -> service, for correlation
+        self._cancel: dict[int, threading.Event] = {}
+        self._lock = threading.Lock()
+        self.started = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def worker_ids(self) -> list[str]:
+        return [f"{self.config.instance}/w{i}" for i in range(self.config.workers)]
+
+    def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        self._audit("dispatcher.start", outcome="ok", data={"workers": self.config.workers})
+        self._recover(startup=True)
+        self._resume_pipeline()
+        self._spawn("intake", self._intake_loop)
+        self._spawn("pipeline", self._pipeline_loop)
+        for i, wid in enumerate(self.worker_ids()):
+            self._spawn(f"worker-{i}", self._worker_loop, wid)
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=f"selfheal-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        return list(self._threads)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._intake_q.put(_SENTINEL)
+        self._pipeline_q.put(_SENTINEL)
+        for event in list(self._cancel.values()):
+            event.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.1, deadline - time.monotonic()))
+        if self.audit is not None:
+            with contextlib.suppress(Exception):
+                self.audit.close()
+        with contextlib.suppress(Exception):
+            self.state.close()
+        with contextlib.suppress(Exception):
+            self.store.close()
+
+    def ready(self) -> bool:
+        """Readiness: the store answers."""
+        self.store.list_incidents(limit=1)
+        return True
+
+    # -- intake (group commit) --------------------------------------------------------------
+
+    def submit(self, alerts: list[Alert], done: Callable[..., None]) -> None:
+        """Queue alerts for the next group commit; `done(results, error)` runs on the intake
+        thread after the transaction committed (or failed)."""
+        self._intake_q.put(_Submission(alerts, done))
+
+    def accept_now(self, alerts: list[Alert]) -> list[AcceptResult]:
+        """Synchronous accept through the same group commit (tests, tools)."""
+        box: dict[str, Any] = {}
+        event = threading.Event()
+
+        def done(results, error):
+            box["results"], box["error"] = results, error
+            event.set()
+
+        self.submit(alerts, done)
+        event.wait()
+        if box["error"] is not None:
+            raise box["error"]
+        return box["results"]
+
+    def _intake_loop(self) -> None:
+        while True:
+            first = self._intake_q.get()
+            if first is _SENTINEL:
+                return
+            batch = [first]
+            count = len(first.alerts)
+            while count < MAX_BATCH:
+                try:
+                    item = self._intake_q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _SENTINEL:
+                    self._intake_q.put(_SENTINEL)
+                    break
+                batch.append(item)
+                count += len(item.alerts)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Submission]) -> None:
+        alerts = [a for s in batch for a in s.alerts]
+        try:
+            results = self.store.accept(alerts)
+        except Exception as exc:
+            if len(batch) > 1:  # one bad submission must not fail its neighbours
+                for sub in batch:
+                    self._commit([sub])
+                return
+            log.error("accept failed", extra={"error": str(exc)})
+            batch[0].done(None, exc)
+            return
+        self.metrics.accept_batch.observe(len(alerts))
+        self._pipeline_q.put(("accepted", alerts, results))
+        offset = 0
+        for sub in batch:
+            n = len(sub.alerts)
+            sub.done(results[offset : offset + n], None)
+            offset += n
+
+    # -- pipeline ---------------------------------------------------------------------------
+
+    def _pipeline_loop(self) -> None:
+        next_tick = 0.0
+        while not self._stop.is_set():
+            try:
+                item = self._pipeline_q.get(timeout=0.5)
+            except queue.Empty:
+                item = None
+            if item is _SENTINEL:
+                return
+            try:
+                if item is not None:
+                    self._handle(item)
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + 1.0
+                    self._tick()
+            except Exception:
+                log.exception("pipeline step failed")
+                time.sleep(0.5)
+
+    def _handle(self, item: tuple) -> None:
+        kind = item[0]
+        if kind == "accepted":
+            _, alerts, results = item
+            for alert, result in zip(alerts, results, strict=True):
+                self._accepted(alert, result)
+        elif kind == "approved":
+            self._approved(item[1], item[2])
+        elif kind == "redecide":
+            self.decide(item[1])
+
+    def _accepted(self, alert: Alert, result: AcceptResult) -> None:
+        self.metrics.alerts.inc(source=alert.source)
+        self.metrics.dedup.inc(decision=result.decision)
+        if result.decision in ("new", "reopened") and result.incident_id is not None:
+            if alert.starts_at is not None:
+                self.metrics.mttd.observe(
+                    max(0.0, (alert.received_at - alert.starts_at).total_seconds())
+                )
+            self.decide(result.incident_id)
+        elif result.decision == "resolved" and result.incident_id is not None:
+            self._resolved(result.incident_id)
+
+    def _resolved(self, incident_id: int) -> None:
+        canceled = self.store.cancel_pending_runs(incident_id, "incident resolved before the run")
+        for run in canceled:
+            self.metrics.runs.inc(outcome="canceled")
+            self._release(run, ok=None)
+        self._deferred.pop(incident_id, None)
+        incident = self.store.get_incident(incident_id)
+        if incident is not None and incident.resolved_at is not None:
+            self.metrics.mttr.observe(
+                max(0.0, (incident.resolved_at - incident.opened_at).total_seconds())
+            )
+        self._audit(
+            "incident.resolved",
+            incident_id=incident_id,
+            outcome="resolved",
+            data={"canceled_runs": [r.id for r in canceled]},
+        )
+        pd = self.pagerduty
+        if (
+            incident is not None
+            and pd is not None
+            and any(d.mode == "escalated" for d in self.store.list_decisions(incident_id))
+        ):
+            self._pd(lambda: pd.resolve(incident.fingerprint))
+
+    def decide(self, incident_id: int, *, reevaluation: bool = False) -> str | None:
+        """Run one incident through safety, policy and correlation; returns the mode."""
+        incident = self.store.get_incident(incident_id)
+        if incident is None or incident.status != "open" or incident.parent_id is not None:
+            return None
+        now = datetime.now(UTC)
+        labels = dict(incident.labels)
+        problems = label_problems(labels)
+        if problems:
+            reasons = [_reason(code, message, "deny") for code, message in problems]
+            self._record(incident, "deny", reasons, {"labels": "refused"})
+            self._escalate(incident, "unsafe_label", "alert labels refused: " + problems[0][1])
+            return "deny"
+        request = Request(
+            labels=labels, inventory=self.inventory, request_id=request_id_of(incident.id)
+        )
+        decision = evaluate(self.policy, request, self.state, now)
+        record_decision(self.state, decision)
+        reasons = [r.to_dict() for r in decision.reasons]
+        context = {
+            "runbook": decision.runbook,
+            "route": decision.route,
+            "service": decision.service,
+            "target": decision.target,
+        }
+        self._services[incident.id] = decision.service
+        root = self._correlate(incident, decision.service)
+        if root is not None:
+            message = (
+                f"service {decision.service!r} depends on {self._services.get(root.id)!r},"
+                f" whose incident {root.id} is open: folded into it, not remediated"
+            )
+            self.store.fold(incident.id, root.id, message)
+            self._record(incident, "folded", [_reason("correlated", message)], context)
+            return "folded"
+        mode = decision.mode
+        if mode == "auto":
+            return self._auto(incident, decision, reasons, context, now)
+        if mode == "approval":
+            open_approval(self.state, decision, now)
+            self._approvals.add(decision.request_id)
+            self._record(
+                incident, "approval", reasons, {**context, "request_id": decision.request_id}
+            )
+            return "approval"
+        denies = [r for r in decision.reasons if r.effect == "deny"]
+        if mode == "deny" and denies and all(r.code == "concurrency" for r in denies):
+            # A transient refusal: try again when a slot may have freed.
+            self._defer(incident, reasons, context, reevaluation)
+            return "deferred"
+        self._deferred.pop(incident.id, None)
+        self._record(incident, mode, reasons, context)
+        why = next((r.message for r in decision.reasons if r.effect == mode), mode)
+        self._escalate(incident, mode, why, decision)
+        return mode
+
+    def _defer(self, incident: Incident, reasons: list, context: dict, quiet: bool) -> None:
+        self._deferred[incident.id] = time.monotonic() + self.config.reevaluate_s
+        if not quiet:
+            reasons = [
+                *reasons,
+                _reason("deferred", "no remediation slot free: evaluated again shortly"),
+            ]
+            self._record(incident, "deny", reasons, context)
+
+    def _auto(
+        self, incident: Incident, decision: Decision, reasons: list, context: dict, now: datetime
+    ) -> str:
+        runbook = self.policy.runbooks[decision.runbook]  # type: ignore[index]
+        problem = None
+        if not runbook.playbook:
+            problem = (
+                f"runbook {runbook.name!r} is a job template ({runbook.job_template}):"
+                " the dispatcher runs playbooks only"
+            )
+        elif decision.target is None or decision.target not in self.inventory:
+            problem = f"target {decision.target!r} is not a host of the inventory"
+        elif not safe_name(decision.target) or not safe_name(decision.service or "none"):
+            problem = "target or service name is not a plain name"
+        else:
+            try:
+                resolve_playbook(runbook.playbook, self._policy_dir())
+            except FileNotFoundError as exc:
+                problem = str(exc)
+        if problem:
+            reasons = [*reasons, _reason("not_runnable", problem, "manual")]
+            self._record(incident, "manual", reasons, context)
+            self._escalate(incident, "manual", problem, decision)
+            return "manual"
+        if self.store.list_runs(incident_id=incident.id):
+            return "auto"  # already enqueued (a restart replaying the pipeline)
+        if not begin_run(self.state, decision, now):
+            self._defer(incident, reasons, context, False)
+            return "deferred"
+        self._deferred.pop(incident.id, None)
+        run = self.store.enqueue_run(incident.id, runbook.name, decision.target)  # type: ignore[arg-type]
+        self._record(incident, "auto", reasons, {**context, "run_id": run.id})
+        return "auto"
+
+    def _record(self, incident: Incident, mode: str, reasons: list, context: dict) -> None:
+        selection = _reason("selection", "what the decision selected", **context)
+        self.store.record_decision(incident.id, mode, [*reasons, selection])
+        codes = {r["code"] for r in reasons} or {"none"}
+        for code in codes:
+            self.metrics.decisions.inc(mode=mode, reason=code)
+        self._audit(
+            "dispatcher.decision",
+            incident_id=incident.id,
+            target=context.get("target") or "-",
+            decision=mode,
+            reasons=[f"{r['code']}: {r['message']}" for r in reasons],
+            data={k: v for k, v in context.items() if v is not None},
+        )
+        log.info(
+            "decision",
+            extra={"incident_id": incident.id, "mode": mode, "codes": sorted(codes)},
+        )
+
+    def _correlate(self, incident: Incident, service: str | None) -> Incident | None:
+        if not service or service not in self.policy.services:
+            return None
+        deps: set[str] = set()
+        todo = list(self.policy.services[service].dependencies)
+        while todo:
+            name = todo.pop()
+            if name not in deps and name in self.policy.services:
+                deps.add(name)
+                todo.extend(self.policy.services[name].dependencies)
+        if not deps:
+            return None
+        window = timedelta(seconds=self.config.correlation_window_s)
+        for other in self.store.list_incidents(status="open", limit=1000):
+            if other.id == incident.id or abs(other.opened_at - incident.opened_at) > window:
+                continue
+            other_service = self._services.get(other.id, other.labels.get("service"))
+            if other_service in deps:
+                root = other
+                seen = {root.id}
+                while root.parent_id is not None and root.parent_id not in seen:
+                    parent = self.store.get_incident(root.parent_id)
+                    if parent is None:
+                        break
+                    seen.add(parent.id)
+                    root = parent
+                self._services.setdefault(root.id, other_service)
+                return root
+        return None
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for incident_id, due in list(self._deferred.items()):
+            if due <= now:
+                self._deferred.pop(incident_id, None)
+                self.decide(incident_id, reevaluation=True)
+        for request_id in list(self._approvals):
+            status = approval_status(self.state, request_id)
+            if status.status == "pending":
+                continue
+            self._approvals.discard(request_id)
+            incident_id = incident_of(request_id)
+            if incident_id is None:
+                continue
+            if status.status == "approved":
+                self._approved(incident_id, "timeout")
+            elif status.status in ("denied", "manual"):
+                incident = self.store.get_incident(incident_id)
+                if incident is not None:
+                    self._record(
+                        incident,
+                        "denied" if status.status == "denied" else "manual",
+                        [_reason("approval_timeout", "approval timed out", "deny")],
+                        self._selection(incident_id) or {},
+                    )
+                    self._escalate(incident, "approval_timeout", "approval timed out")
+        self._recover(startup=False)
+
+    def _resume_pipeline(self) -> None:
+        """After a restart: incidents accepted but never decided, deferred ones, pending
+        approvals, and queued runs of incidents that resolved meanwhile."""
+        for incident in self.store.list_incidents(status="open", limit=100000):
+            decisions = self.store.list_decisions(incident.id)
+            if not decisions:
+                self._pipeline_q.put(("redecide", incident.id))
+                continue
+            last = decisions[-1]
+            codes = {r.get("code") for r in last.reasons if isinstance(r, dict)}
+            if "deferred" in codes and not self.store.list_runs(incident_id=incident.id):
+                self._deferred[incident.id] = 0.0
+            elif last.mode == "approval":
+                self._approvals.add(request_id_of(incident.id))
+            selection = self._selection(incident.id)
+            if selection:
+                self._services[incident.id] = selection.get("service")
+        for run in self.store.list_runs(status="queued"):
+            incident = self.store.get_incident(run.incident_id)
+            if incident is not None and incident.status == "resolved":
+                self.store.cancel_pending_runs(incident.id, "incident resolved before the run")
+
+    def _selection(self, incident_id: int) -> dict[str, Any] | None:
+        for record in reversed(self.store.list_decisions(incident_id)):
+            for reason in record.reasons:
+                if isinstance(reason, dict) and reason.get("code") == "selection":
+                    return reason
+        return None
+
+    # -- approvals --------------------------------------------------------------------------
+
+    def vote(
+        self, request_id: str, verdict: str, who: str, roles: frozenset[str]
+    ) -> ApprovalOutcome:
+        """An approver's verdict from the API (identity and roles come from the token)."""
+        incident_id = incident_of(request_id)
+        record = self.state.load_approval(request_id) if incident_id is not None else None
+        if record is None:
+            return ApprovalOutcome(404, {"error": f"no approval {request_id!r}"})
+        if verdict == "approve":
+            result = approve(self.state, request_id, who, roles)
+            body = result.to_dict()
+            codes = {r.code for r in result.reasons}
+            if not result.accepted:
+                status = 403 if codes & {"not_approver", "self_approval"} else 409
+                return ApprovalOutcome(status, body)
+            self.store.record_approval(request_id, who, ",".join(sorted(roles)) or "-", "approve")
+            self._audit(
+                "approval.vote",
+                incident_id=incident_id,
+                actor={"user": who},
+                outcome="approve",
+                data={"request_id": request_id, "status": result.status},
+            )
+            if result.status == "approved":
+                self._approvals.discard(request_id)
+                self._pipeline_q.put(("approved", incident_id, who))
+            return ApprovalOutcome(200, body)
+        # deny: one listed approver's "no" closes the request
+        if record.get("status") != "pending":
+            return ApprovalOutcome(409, {"error": f"approval already {record.get('status')}"})
+        if who not in record.get("users", []) and not roles & set(record.get("groups", [])):
+            return ApprovalOutcome(403, {"error": f"{who!r} is not an approver of {request_id!r}"})
+
+        def change(rec: dict[str, Any] | None) -> dict[str, Any] | None:
+            if rec is not None and rec.get("status") == "pending":
+                rec["status"] = "denied"
+                rec["closed_by"] = f"deny by {who}"
+            return rec
+
+        updated = self.state.update_approval(request_id, change)
+        if not updated or updated.get("status") != "denied":
+            return ApprovalOutcome(409, {"error": "approval closed meanwhile"})
+        self.store.record_approval(request_id, who, ",".join(sorted(roles)) or "-", "deny")
+        self._approvals.discard(request_id)
+        incident = self.store.get_incident(incident_id)  # type: ignore[arg-type]
+        if incident is not None:
+            self._record(
+                incident,
+                "denied",
+                [_reason("approval_denied", f"denied by {who}", "deny")],
+                self._selection(incident.id) or {},
+            )
+        self._audit(
+            "approval.denied",
+            incident_id=incident_id,
+            actor={"user": who},
+            outcome="denied",
+            data={"request_id": request_id},
+        )
+        return ApprovalOutcome(200, {"request_id": request_id, "status": "denied"})
+
+    def pending_approvals(self) -> list[dict[str, Any]]:
+        out = []
+        for request_id in sorted(self._approvals):
+            record = self.state.load_approval(request_id)
+            if record is not None and record.get("status") == "pending":
+                out.append(record)
+        return out
+
+    def _approved(self, incident_id: int, who: str) -> None:
+        incident = self.store.get_incident(incident_id)
+        selection = self._selection(incident_id)
+        if incident is None or selection is None or incident.status != "open":
+            return
+        now = datetime.now(UTC)
+        decision = Decision(
+            mode="auto",
+            reasons=(),
+            request_id=request_id_of(incident_id),
+            at=now,
+            runbook=selection.get("runbook"),
+            target=selection.get("target"),
+            service=selection.get("service"),
+        )
+        runbook = self.policy.runbooks.get(decision.runbook or "")
+        if runbook is not None:
+            decision = replace(decision, cost=runbook.cost)
+        context = {k: selection.get(k) for k in ("runbook", "route", "service", "target")}
+        reasons = [_reason("approved", f"approved ({who})")]
+        self._auto_approved(incident, decision, reasons, context, now)
+
+    def _auto_approved(self, incident, decision, reasons, context, now) -> None:
+        limits = self.policy.limits_for(self.policy.runbooks[decision.runbook].risk)
+        decision = replace(
+            decision,
+            lock_ttl=limits.lock_ttl,
+            max_concurrent=limits.max_concurrent,
+            max_concurrent_per_target=limits.max_concurrent_per_target,
+        )
+        if not begin_run(self.state, decision, now):
+            reasons = [*reasons, _reason("deferred", "approved; waiting for a free slot")]
+            self._record(incident, "approved", reasons, context)
+            self._deferred[incident.id] = time.monotonic() + self.config.reevaluate_s
+            return
+        run = self.store.enqueue_run(incident.id, decision.runbook, decision.target)
+        self._record(incident, "approved", reasons, {**context, "run_id": run.id})
+
+    # -- escalation -------------------------------------------------------------------------
+
+    def _escalate(
+        self, incident: Incident, why: str, summary: str, decision: Decision | None = None
+    ) -> None:
+        self.metrics.escalations.inc(why=why)
+        targets = [step.get("target") for step in (decision.escalation if decision else ())]
+        self._audit(
+            "dispatcher.escalate",
+            incident_id=incident.id,
+            outcome="escalated",
+            reasons=[summary],
+            data={"why": why, "to": targets},
+        )
+        log.warning(
+            "escalation", extra={"incident_id": incident.id, "why": why, "summary": summary}
+        )
+        if self.pagerduty is None:
+            return
+        if why not in ("unsafe_label",):
+            self.store.record_decision(incident.id, "escalated", [_reason(why, summary)])
+        pd = self.pagerduty
+        self._pd(
+            lambda: pd.trigger(
+                incident.fingerprint,
+                f"[selfheal] {incident.name}: {summary}",
+                component=(decision.target if decision else None),
+                group=(decision.service if decision else None),
+                details={"incident_id": incident.id, "why": why, "escalate_to": targets},
+            )
+        )
+
+    def _pd(self, call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except PagerDutyError as exc:
+            log.error("pagerduty", extra={"error": str(exc)})
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _queue_depth(self) -> int:
+        return len(self.store.list_runs(status="queued"))
+
+    def _recover(self, startup: bool) -> None:
+        runs: list[Run] = []
+        if startup:
+            for wid in self.worker_ids():
+                runs += self.store.recover_interrupted(worker_id=wid)
+        runs += self.store.recover_interrupted()
+        for run in runs:
+            self.metrics.runs.inc(outcome="interrupted")
+            self._audit(
+                "run.interrupted",
+                incident_id=run.incident_id,
+                target=run.target,
+                outcome="interrupted",
+                data={"run_id": run.id, "attempts": run.attempts, "reason": run.reason},
+            )
+            incident = self.store.get_incident(run.incident_id)
+            if incident is not None and incident.status == "resolved":
+                continue
+            if run.attempts < self.config.retry.max_attempts:
+                self.store.retry_run(run.id)
+                log.info("retrying interrupted run", extra={"run_id": run.id})
+            else:
+                self._release(run, ok=False)
+                if incident is not None:
+                    self._escalate(
+                        incident, "interrupted", f"run {run.id} interrupted {run.attempts} times"
+                    )
+
+    def _worker_loop(self, worker_id: str) -> None:
+        while not self._stop.is_set():
+            try:
+                run = self.store.claim_next_run(worker_id, self.config.lease_s)
+            except StoreError as exc:
+                log.warning("claim failed", extra={"error": str(exc)})
+                run = None
+            if run is None:
+                self._stop.wait(self.config.poll_s)
+                continue
+            try:
+                self._execute(run, worker_id)
+            except Exception:
+                log.exception("run failed unexpectedly", extra={"run_id": run.id})
+                with contextlib.suppress(StoreError):
+                    self.store.finish_run(
+                        run.id, "failed", worker_id=worker_id, reason="dispatcher error"
+                    )
+                    self._after_failure(run, "dispatcher error")
+
+    def _policy_dir(self) -> Path | None:
+        return self.policy_path.parent if self.policy_path else None
+
+    def _execute(self, run: Run, worker_id: str) -> None:
+        incident = self.store.get_incident(run.incident_id)
+        if incident is None or incident.status != "open":
+            self.store.finish_run(
+                run.id, "canceled", worker_id=worker_id, reason="incident resolved"
+            )
+            self.metrics.runs.inc(outcome="canceled")
+            self._release(run, ok=None)
+            return
+        selection = self._selection(run.incident_id) or {}
+        runbook = self.policy.runbooks.get(run.runbook)
+        service = selection.get("service") or ""
+        if runbook is None or not runbook.playbook:
+            self.store.finish_run(run.id, "failed", worker_id=worker_id, reason="no playbook")
+            self._after_failure(run, "runbook has no playbook")
+            return
+        playbook = resolve_playbook(runbook.playbook, self._policy_dir())
+        cancel = threading.Event()
+        self._cancel[run.id] = cancel
+        lost = threading.Event()
+
+        def heartbeat() -> None:
+            interval = max(0.2, self.config.lease_s / 3)
+            while not cancel.wait(interval):
+                try:
+                    if not self.store.renew_lease(run.id, worker_id, self.config.lease_s):
+                        lost.set()
+                        cancel.set()
+                except StoreError:
+                    continue
+
+        beat = threading.Thread(target=heartbeat, name=f"selfheal-lease-{run.id}", daemon=True)
+        beat.start()
+        decision_mode = (
+            "approved"
+            if any(d.mode == "approved" for d in self.store.list_decisions(run.incident_id))
+            else "auto"
+        )
+        env = {
+            "SELFHEAL_INCIDENT_ID": str(run.incident_id),
+            "SELFHEAL_RUNBOOK": run.runbook,
+            "SELFHEAL_DECISION": decision_mode,
+            "SELFHEAL_RUN_ID": str(run.id),
+            "SELFHEAL_DISPATCHER": self.config.instance,
+            "SELFHEAL_ACTOR": "selfheal-dispatcher",
+        }
+        if self.audit is not None:
+            env["ANSIBLE_CALLBACKS_ENABLED"] = "selfheal.core.audit"
+            env["SELFHEAL_AUDIT_TRAIL"] = str(self.audit.path)
+            if self.config.audit_key_file:
+                env["SELFHEAL_AUDIT_KEY_FILE"] = str(self.config.path(self.config.audit_key_file))
+        extravars = {
+            "target": run.target,
+            "service": service,
+            "incident_id": run.incident_id,
+            "runbook": run.runbook,
+            "selfheal_incident_id": str(run.incident_id),
+            "selfheal_runbook": run.runbook,
+            "selfheal_decision": decision_mode,
+        }
+        self._audit(
+            "run.start",
+            incident_id=run.incident_id,
+            target=run.target,
+            decision=decision_mode,
+            outcome="started",
+            data={"run_id": run.id, "runbook": run.runbook, "attempt": run.attempts},
+        )
+        timeout = max(1, int(runbook.timeout.total_seconds()))
+        ok = False
+        reason = ""
+        rc: int | None = None
+        try:
+            result = execute(
+                playbook,
+                self.inventory_path,  # type: ignore[arg-type]
+                extravars=extravars,
+                envvars=env,
+                timeout=timeout,
+                base_dir=self.runs_dir,
+                prefix=f"run-{run.id}-{run.attempts}-",
+                cancel=cancel.is_set,
+            )
+            with contextlib.suppress(StoreError):
+                self.store.set_private_data_dir(run.id, str(result.private_data_dir))
+            rc = result.rc
+            ok = result.ok
+            reason = (
+                result.status if ok else f"{result.status}: " + "; ".join(result.failed_tasks[:3])
+            )
+            if ok and runbook.verify and not cancel.is_set():
+                ok, reason = self._verify(run, runbook, service, env)
+        finally:
+            cancel.set()
+            beat.join(5)
+            self._cancel.pop(run.id, None)
+        if lost.is_set():
+            log.warning(
+                "lease lost; the run belongs to another worker now", extra={"run_id": run.id}
+            )
+            return
+        if self._stop.is_set() and not ok:
+            return  # shutting down: left running; recovered as interrupted at the next start
+        status = "succeeded" if ok else "failed"
+        try:
+            self.store.finish_run(run.id, status, rc=rc, worker_id=worker_id, reason=reason[:500])
+        except StoreError as exc:
+            log.warning("finish failed", extra={"run_id": run.id, "error": str(exc)})
+            return
+        self.metrics.runs.inc(outcome=status)
+        self._audit(
+            "run.finish",
+            incident_id=run.incident_id,
+            target=run.target,
+            decision=decision_mode,
+            outcome=status,
+            data={"run_id": run.id, "runbook": run.runbook, "rc": rc, "reason": reason[:500]},
+        )
+        if self.pagerduty is not None:
+            pd = self.pagerduty
+            self._pd(
+                lambda: pd.change(
+                    f"selfheal ran {run.runbook} on {run.target}: {status}",
+                    {"incident_id": run.incident_id, "run_id": run.id, "attempt": run.attempts},
+                )
+            )
+        if ok:
+            self._release(run, ok=True)
+        else:
+            self._after_failure(run, reason)
+
+    def _verify(self, run: Run, runbook, service: str, env: dict) -> tuple[bool, str]:
+        book = self.runs_dir / f"verify-{run.id}-{run.attempts}.yml"
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        book.write_text(verify_playbook(list(runbook.verify)))
+        try:
+            result = execute(
+                book,
+                self.inventory_path,  # type: ignore[arg-type]
+                extravars={"target": run.target, "service": service},
+                envvars=env,
+                timeout=max(1, int(runbook.timeout.total_seconds())),
+                base_dir=self.runs_dir,
+                prefix=f"verify-{run.id}-{run.attempts}-",
+            )
+        finally:
+            book.unlink(missing_ok=True)
+        if result.ok:
+            return True, "verified"
+        return False, "verification failed: " + "; ".join(result.failed_tasks[:3])
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter."""
+        retry = self.config.retry
+        return random.uniform(0, min(retry.cap_s, retry.base_s * 2 ** max(0, attempt - 1)))
+
+    def _after_failure(self, run: Run, reason: str) -> None:
+        incident = self.store.get_incident(run.incident_id)
+        if (
+            incident is not None
+            and incident.status == "open"
+            and run.attempts < self.config.retry.max_attempts
+        ):
+            delay = self.backoff(run.attempts)
+            self.store.retry_run(run.id, not_before=datetime.now(UTC) + timedelta(seconds=delay))
+            log.info("retry scheduled", extra={"run_id": run.id, "delay_s": round(delay, 2)})
+            return
+        self._release(run, ok=False)
+        if incident is not None and incident.status == "open":
+            self._escalate(
+                incident,
+                "run_failed",
+                f"{run.runbook} on {run.target} failed {run.attempts} time(s): {reason[:200]}",
+            )
+
+    def _release(self, run: Run, ok: bool | None) -> None:
+        """The remediation is over: record the outcome in the policy state, free the slot."""
+        decision = Decision(
+            mode="auto",
+            reasons=(),
+            request_id=request_id_of(run.incident_id),
+            at=datetime.now(UTC),
+            runbook=run.runbook,
+            target=run.target,
+        )
+        if ok is None:
+            self.state.release(decision.request_id)
+        else:
+            finish_run(self.state, decision, ok, datetime.now(UTC))
+
+    # -- audit ------------------------------------------------------------------------------
+
+    def _audit(self, action: str, **fields: Any) -> None:
+        if self.audit is None:
+            return
+        event = {"action": action, "actor": {"dispatcher": self.config.instance}, **fields}
+        if "incident_id" in event:
+            event["incident_id"] = str(event["incident_id"])
+        if isinstance(event.get("actor"), dict) and "dispatcher" not in event["actor"]:
+            event["actor"] = {**event["actor"], "dispatcher": self.config.instance}
+        try:
+            self.audit.append_or_spool(event)
+        except Exception as exc:  # the audit trail must not stop the pipeline
+            log.error("audit append failed", extra={"error": str(exc)})
+
+    def record_subscription(self, kind: str, topic_arn: str, confirmed: bool, error: str) -> None:
+        entry = {
+            "kind": kind,
+            "topic_arn": topic_arn,
+            "confirmed": confirmed,
+            "error": error or None,
+            "at": datetime.now(UTC).isoformat(),
+        }
+        with self._lock:
+            self.subscriptions = [*self.subscriptions[-99:], entry]
+        self._audit(
+            "sns.subscription",
+            target=topic_arn,
+            outcome="confirmed" if confirmed else "recorded",
+            data={"kind": kind, "error": error or None},
+        )

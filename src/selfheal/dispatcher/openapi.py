@@ -1,0 +1,269 @@
+"""The OpenAPI 3.1 description of the dispatcher's HTTP API (written by hand)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from selfheal import __version__
+from selfheal.alerts import SOURCES
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _err(description: str) -> dict[str, Any]:
+    return _json({"$ref": "#/components/schemas/Error"}, description)
+
+
+def openapi() -> dict[str, Any]:
+    ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
+    auth = [{"bearer": []}]
+    id_param = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "selfheal dispatcher",
+            "version": __version__,
+            "description": "Alert intake, policy-gated remediation, approvals. See docs/dispatcher.md.",
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "signature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Selfheal-Signature",
+                    "description": "sha256=<hex HMAC-SHA256 of the body>; header name per source",
+                },
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "field": {"type": "string", "description": "path of the bad field"},
+                    },
+                },
+                "Accepted": {
+                    "type": "object",
+                    "properties": {
+                        "accepted": {"type": "integer"},
+                        "results": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "alert_id": {"type": "integer"},
+                                    "incident_id": {"type": ["integer", "null"]},
+                                    "decision": {
+                                        "enum": [
+                                            "new",
+                                            "duplicate",
+                                            "resolved",
+                                            "reopened",
+                                            "unmatched",
+                                        ]
+                                    },
+                                    "fingerprint": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
+                "Incident": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "fingerprint": {"type": "string"},
+                        "source": {"type": "string"},
+                        "name": {"type": "string"},
+                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "status": {"enum": ["open", "resolved"]},
+                        "count": {"type": "integer"},
+                        "opened_at": {"type": "string", "format": "date-time"},
+                        "last_seen": {"type": "string", "format": "date-time"},
+                        "resolved_at": {"type": ["string", "null"], "format": "date-time"},
+                        "parent_id": {"type": ["integer", "null"]},
+                        "fold_reason": {"type": ["string", "null"]},
+                        "dedup": {"type": "object"},
+                        "decisions": {"type": "array", "items": {"type": "object"}},
+                        "runs": {"type": "array", "items": ref("Run")},
+                    },
+                },
+                "Run": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "incident_id": {"type": "integer"},
+                        "runbook": {"type": "string"},
+                        "target": {"type": "string"},
+                        "status": {
+                            "enum": [
+                                "queued",
+                                "running",
+                                "succeeded",
+                                "failed",
+                                "canceled",
+                                "interrupted",
+                            ]
+                        },
+                        "attempts": {"type": "integer"},
+                        "rc": {"type": ["integer", "null"]},
+                        "reason": {"type": ["string", "null"]},
+                    },
+                },
+                "Approval": {"type": "object", "description": "the pending approval record"},
+            },
+        },
+        "paths": {
+            "/alerts/{source}": {
+                "post": {
+                    "summary": "Accept a webhook body; committed to the store before the 2xx",
+                    "security": [{"bearer": []}, {"signature": []}],
+                    "parameters": [
+                        {
+                            "name": "source",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"enum": list(SOURCES)},
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "responses": {
+                        "202": _json(ref("Accepted"), "stored (or an SNS handshake recorded)"),
+                        "200": _json({"type": "object"}, "SNS subscription confirmed"),
+                        "400": _err("not JSON, or the body as a whole is wrong"),
+                        "401": _err("no or bad credentials"),
+                        "403": _err("bad signature, or the token lacks the intake scope"),
+                        "404": _err("unknown or disabled source"),
+                        "413": _err("body too large"),
+                        "422": _err("a field is wrong; `field` names it"),
+                        "503": _err("the store is unavailable: retry"),
+                    },
+                }
+            },
+            "/incidents": {
+                "get": {
+                    "summary": "Incidents, newest first",
+                    "security": auth,
+                    "parameters": [
+                        {"name": "status", "in": "query", "schema": {"enum": ["open", "resolved"]}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "incidents": {"type": "array", "items": ref("Incident")}
+                                },
+                            },
+                            "incidents",
+                        ),
+                        "400": _err("bad query parameter"),
+                        "401": _err("no or bad token"),
+                    },
+                }
+            },
+            "/incidents/{id}": {
+                "get": {
+                    "summary": "One incident with its dedup count, decisions and runs",
+                    "security": auth,
+                    "parameters": [id_param],
+                    "responses": {
+                        "200": _json(ref("Incident"), "the incident"),
+                        "404": _err("no such incident"),
+                    },
+                }
+            },
+            "/runs/{id}": {
+                "get": {
+                    "summary": "One run",
+                    "security": auth,
+                    "parameters": [id_param],
+                    "responses": {"200": _json(ref("Run"), "the run"), "404": _err("no such run")},
+                }
+            },
+            "/approvals": {
+                "get": {
+                    "summary": "Pending approvals",
+                    "security": auth,
+                    "responses": {"200": _json({"type": "object"}, "pending approval records")},
+                }
+            },
+            "/approvals/{request_id}": {
+                "get": {
+                    "summary": "One approval record",
+                    "security": auth,
+                    "parameters": [
+                        {
+                            "name": "request_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(ref("Approval"), "the record"),
+                        "404": _err("unknown"),
+                    },
+                }
+            },
+            **{
+                f"/approvals/{{request_id}}/{verdict}": {
+                    "post": {
+                        "summary": f"{verdict.capitalize()} as the token's identity and roles",
+                        "security": auth,
+                        "parameters": [
+                            {
+                                "name": "request_id",
+                                "in": "path",
+                                "required": True,
+                                "schema": {"type": "string"},
+                            }
+                        ],
+                        "responses": {
+                            "200": _json({"type": "object"}, "vote recorded"),
+                            "403": _err("not an approver, self-approval, or no approve scope"),
+                            "404": _err("unknown request"),
+                            "409": _err("already closed, or a second vote"),
+                        },
+                    }
+                }
+                for verdict in ("approve", "deny")
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text format 0.0.4)",
+                    "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                }
+            },
+            "/livez": {
+                "get": {
+                    "summary": "Liveness: the event loop and every dispatcher thread",
+                    "responses": {"200": {"description": "alive"}, "503": {"description": "not"}},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: the store answers (and liveness)",
+                    "responses": {"200": {"description": "ready"}, "503": {"description": "not"}},
+                }
+            },
+        },
+    }
