@@ -26,6 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,15 @@ import yaml
 
 from selfheal import runner
 from selfheal.errors import SelfhealError
+from selfheal.policy import Decision, MemoryState, Request, evaluate, load_policy
+from selfheal.policy.inventory import inventory_from_data
 from selfheal.supervisor import Program, Supervisor
 
 SERVICE = "web"
 HOST = "demo-web"
 PROBE_INTERVAL = 0.25  # seconds between detector probes
 FAILS_TO_DETECT = 2  # consecutive failed probes before the fault counts as detected
+DEMO_POLICY = Path(__file__).with_name("demo_policy.yml")
 
 
 def default_state_dir() -> Path:
@@ -163,6 +167,15 @@ def write_inventory(path: Path, supervisor: Supervisor, port: int) -> None:
     path.write_text(yaml.safe_dump(inventory, sort_keys=False))
 
 
+def decide(inventory: Path) -> Decision:
+    """The policy's decision on the alert the detector raised, on the embedded policy."""
+    policy = load_policy(DEMO_POLICY)
+    known = inventory_from_data(policy, yaml.safe_load(inventory.read_text()))
+    alert_labels = {"alertname": "ServiceDown", "service": SERVICE, "instance": HOST}
+    request = Request(labels=alert_labels, target=HOST, inventory=known, requester="demo")
+    return evaluate(policy, request, MemoryState(), datetime.now(UTC))
+
+
 def _runner_env() -> dict[str, str]:
     # ansible-runner starts ansible-playbook from PATH: prefer the one beside this Python.
     bindir = str(Path(sys.executable).parent)
@@ -206,6 +219,7 @@ def run_demo(
     healed = False
     mttd = mttr = None
     result = None
+    decision_dict = None
     try:
         supervisor.start()
         # RUNNING, not just answering: a program killed while still STARTING is retried by
@@ -234,7 +248,16 @@ def run_demo(
         detected_at = timeline.mark("detect", f"/livez failed {failures}x in a row: {reason}")
         mttd = round(detected_at - fault_at, 3)
 
-        timeline.mark("decide", f"auto: restart {SERVICE} on {HOST} (runbook service_restart)")
+        decision = decide(inventory)
+        decision_dict = decision.to_dict()
+        because = "; ".join(r.message for r in decision.reasons if r.effect != "info") or "-"
+        timeline.mark(
+            "decide",
+            f"{decision.mode}: runbook {decision.runbook} on {decision.target} ({because})",
+        )
+        if decision.mode != "auto":
+            timeline.mark("escalate", "policy did not allow automation; a human is needed")
+            return DemoReport(False, mttd, None, timeline.steps, state_dir, decision=decision_dict)
 
         result = runner.run_playbook(
             "heal_service.yml",
@@ -271,4 +294,5 @@ def run_demo(
         timeline=timeline.steps,
         state_dir=state_dir,
         run_dir=result.private_data_dir if result else None,
+        decision=decision_dict,
     )

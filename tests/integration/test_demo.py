@@ -44,6 +44,10 @@ def test_demo_heals_the_killed_service_and_cleans_up(tmp_path: Path) -> None:
     assert phases[:2] == ["steady", "fault"]
     assert phases.index("detect") < phases.index("heal") < phases.index("verify")
     assert 0 < report["mttd_s"] < report["mttr_s"] < 120
+    # The policy decided, on the embedded policy, and said why.
+    assert report["decision"]["mode"] == "auto"
+    assert report["decision"]["runbook"] == "restart_service"
+    assert {"route", "compliance", "risk_tier"} <= {r["code"] for r in report["decision"]["reasons"]}
     # The heal run changed exactly the demo host, and its artifacts are kept.
     heal = next(step for step in report["timeline"] if step["phase"] == "heal")
     assert "successful" in heal["detail"] and "changed: demo-web" in heal["detail"]
