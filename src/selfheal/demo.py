@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from selfheal import runner
+from selfheal.audit import AuditTrail, Keyring, verify
 from selfheal.errors import SelfhealError
 from selfheal.policy import Decision, MemoryState, Request, evaluate, load_policy
 from selfheal.policy.inventory import inventory_from_data
@@ -197,7 +198,7 @@ def run_demo(
         )
     supervisor = Supervisor(state_dir / "supervisor")
     supervisor.stop()  # a previous `--keep` run, by the PID it recorded
-    for leftover in ("supervisor", "runs", "inventory.yml"):
+    for leftover in ("supervisor", "runs", "inventory.yml", "audit", "audit.spool"):
         target = state_dir / leftover
         if target.is_dir():
             shutil.rmtree(target)
@@ -216,10 +217,22 @@ def run_demo(
 
     timeline = Timeline(echo=echo)
     echo(f"selfheal demo: state in {state_dir}")
+    key_file = state_dir / "audit-keys.json"
+    keyring = Keyring.load(key_file, notice=lambda _msg: None)
+    trail_dir = state_dir / "audit"
+    trail = AuditTrail(trail_dir, keyring)
+    incident = f"demo-{int(time.time())}"
+
+    def record(action: str, **fields: Any) -> None:
+        trail.append(
+            {"action": action, "actor": "selfheal-demo", "incident_id": incident, **fields}
+        )
+
     healed = False
     mttd = mttr = None
     result = None
     decision_dict = None
+    audit = None
     try:
         supervisor.start()
         # RUNNING, not just answering: a program killed while still STARTING is retried by
@@ -235,6 +248,7 @@ def run_demo(
             raise SelfhealError("supervisord reports no PID for the demo service")
         os.kill(pid, signal.SIGKILL)
         fault_at = timeline.mark("fault", f"SIGKILL {SERVICE} (pid {pid})")
+        record("chaos.fault", target=HOST, data={"fault": "kill", "service": SERVICE, "pid": pid})
 
         failures, reason = 0, ""
         deadline = time.monotonic() + 30
@@ -247,6 +261,7 @@ def run_demo(
             raise SelfhealError("the fault was not detected within 30 s")
         detected_at = timeline.mark("detect", f"/livez failed {failures}x in a row: {reason}")
         mttd = round(detected_at - fault_at, 3)
+        record("incident.detected", target=HOST, data={"probe": "/livez", "reason": reason})
 
         decision = decide(inventory)
         decision_dict = decision.to_dict()
@@ -254,6 +269,13 @@ def run_demo(
         timeline.mark(
             "decide",
             f"{decision.mode}: runbook {decision.runbook} on {decision.target} ({because})",
+        )
+        record(
+            "policy.decision",
+            target=decision.target,
+            decision=decision.mode,
+            reasons=[f"{r.code}: {r.message}" for r in decision.reasons],
+            data={"runbook": decision.runbook, "request_id": decision.request_id},
         )
         if decision.mode != "auto":
             timeline.mark("escalate", "policy did not allow automation; a human is needed")
@@ -263,7 +285,17 @@ def run_demo(
             "heal_service.yml",
             inventory,
             extravars={"target": HOST, "service": SERVICE},
-            envvars=_runner_env(),
+            envvars={
+                **_runner_env(),
+                # Every task of the run lands in the same trail, with the incident context.
+                "ANSIBLE_CALLBACKS_ENABLED": "selfheal.core.audit",
+                "SELFHEAL_AUDIT_TRAIL": str(trail_dir),
+                "SELFHEAL_AUDIT_KEY_FILE": str(key_file),
+                "SELFHEAL_INCIDENT_ID": incident,
+                "SELFHEAL_RUNBOOK": str(decision.runbook),
+                "SELFHEAL_DECISION": decision.mode,
+                "SELFHEAL_DISPATCHER": "selfheal demo",
+            },
             timeout=heal_timeout,
             base_dir=state_dir / "runs",
         )
@@ -281,7 +313,18 @@ def run_demo(
             )
             healed = ok
             mttr = round(verified_at - fault_at, 3) if ok else None
+            record("incident.verified", target=HOST, outcome="healed" if ok else "not_healed")
+        trail.close()
+        report = verify(trail_dir, keyring)
+        audit = {"trail": str(trail_dir), **report.to_dict()}
+        timeline.mark(
+            "audit",
+            f"{report.records} records, chain and seals intact"
+            if report.ok
+            else f"TRAIL BROKEN: {report.problem}",
+        )
     finally:
+        trail.close()
         if keep:
             echo(f"selfheal demo: --keep: supervisord still runs (config {supervisor.config})")
         else:
@@ -295,4 +338,5 @@ def run_demo(
         state_dir=state_dir,
         run_dir=result.private_data_dir if result else None,
         decision=decision_dict,
+        audit=audit,
     )

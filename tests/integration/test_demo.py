@@ -52,6 +52,16 @@ def test_demo_heals_the_killed_service_and_cleans_up(tmp_path: Path) -> None:
     heal = next(step for step in report["timeline"] if step["phase"] == "heal")
     assert "successful" in heal["detail"] and "changed: demo-web" in heal["detail"]
     assert Path(report["run_dir"], "artifacts").is_dir()
+    # Everything is on the record, and the record is intact (checked again by the CLI).
+    assert report["audit"]["ok"] is True
+    trail, keys = tmp_path / "audit", tmp_path / "audit-keys.json"
+    verified = _selfheal("audit", "verify", str(trail), "--key-file", str(keys))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    shown = _selfheal("audit", "show", str(trail), "--json")
+    actions = [json.loads(line)["action"] for line in shown.stdout.splitlines() if line.strip()]
+    for action in ("chaos.fault", "incident.detected", "policy.decision", "incident.verified"):
+        assert action in actions, actions
+    assert "task" in actions  # the heal run's tasks, written by the audit callback
     # Without --keep, the private supervisord (and with it the service) is gone.
     pidfile = tmp_path / "supervisor" / "supervisord.pid"
     if pidfile.exists():

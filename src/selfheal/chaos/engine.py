@@ -29,7 +29,7 @@ from typing import Any
 
 from selfheal.chaos import audit as audit_mod
 from selfheal.chaos.experiment import Experiment, Heal, Step
-from selfheal.chaos.faults import FAULTS
+from selfheal.chaos.faults import FAULTS, playbooks_dir
 from selfheal.chaos.inventory import LabInventory
 from selfheal.chaos.probes import ProbeResult, alert_firing, run_probes
 
@@ -130,7 +130,7 @@ class PlaybookExecutor:
         self.base_dir = base_dir
         self.envvars = envvars or {}
 
-    def _run(self, playbook: str, extravars: dict, timeout: float, envvars=None):
+    def _run(self, playbook: Path, extravars: dict, timeout: float, envvars=None):
         from selfheal.runner import run_playbook
 
         self.base_dir.mkdir(parents=True, exist_ok=True)
@@ -149,10 +149,15 @@ class PlaybookExecutor:
         from selfheal.runner import task_results
 
         started = time.monotonic()
-        extravars = {"target": step.target, "chaos_phase": phase, **step.fault.extravars(step.params)}
+        extravars = {
+            "target": step.target,
+            "chaos_phase": phase,
+            **step.fault.extravars(step.params),
+        }
         if phase == "rollback":
             extravars.pop("chaos_fail_midway", None)
-        result = self._run(f"chaos/{step.fault.playbook}", extravars, PLAYBOOK_TIMEOUT)
+        playbook = playbooks_dir() / "chaos" / step.fault.playbook
+        result = self._run(playbook, extravars, PLAYBOOK_TIMEOUT)
         seconds = time.monotonic() - started
         reports = task_results(result.private_data_dir, "Report the fault")
         report = next((r.get("msg") for r in reports if isinstance(r.get("msg"), dict)), {})
@@ -172,7 +177,8 @@ class PlaybookExecutor:
 
     def heal(self, heal: Heal, extravars: dict, envvars: dict[str, str]) -> PlaybookOutcome:
         started = time.monotonic()
-        result = self._run(heal.playbook, extravars, heal.timeout, envvars)
+        playbook = playbooks_dir() / heal.playbook
+        result = self._run(playbook, extravars, heal.timeout, envvars)
         seconds = time.monotonic() - started
         if result.ok:
             return PlaybookOutcome("done", seconds, detail=f"{heal.playbook}: ok")
@@ -287,10 +293,19 @@ class ExperimentRunner:
                     attempted.append(step)
                     self.log(f"method[{i}]: {step.label}: injecting")
                     outcome = self.executor.fault(step, "inject")
-                    run.method.append({"step": i, "fault": step.fault.name, "target": step.target,
-                                       "params": step.params, **outcome.to_dict()})
-                    self.log(f"method[{i}]: {step.label}: {outcome.status}"
-                             f"{': ' + outcome.reason if outcome.reason else ''}")
+                    run.method.append(
+                        {
+                            "step": i,
+                            "fault": step.fault.name,
+                            "target": step.target,
+                            "params": step.params,
+                            **outcome.to_dict(),
+                        }
+                    )
+                    self.log(
+                        f"method[{i}]: {step.label}: {outcome.status}"
+                        f"{': ' + outcome.reason if outcome.reason else ''}"
+                    )
                     if outcome.status == "failed":
                         method_failed = True
                         run.missed.append(f"method[{i}] ({step.label}) failed: {outcome.reason}")
@@ -436,7 +451,9 @@ class ExperimentRunner:
         label = f"steady state again within {exp.steady_state_within:g}s"
         run.expectations.append({"expectation": label, "met": ok})
         if not ok:
-            failing = [f"{r['name']} ({r['detail']})" for r in run.steady_state_after if not r["ok"]]
+            failing = [
+                f"{r['name']} ({r['detail']})" for r in run.steady_state_after if not r["ok"]
+            ]
             run.missed.append(f"{label}: still failing: {', '.join(failing)}")
         if exp.detection_within is not None:
             label = f"detection within {exp.detection_within:g}s"
@@ -450,8 +467,9 @@ class ExperimentRunner:
         if self.audit is None:
             run.automation = {"source": None, "note": audit_mod.NO_TRAIL}
             for e in exp.healing:
-                run.expectations.append({"expectation": e.label, "met": None,
-                                         "note": audit_mod.NO_TRAIL})
+                run.expectations.append(
+                    {"expectation": e.label, "met": None, "note": audit_mod.NO_TRAIL}
+                )
             if exp.healing:
                 run.notes.append(f"healing expectations skipped: {audit_mod.NO_TRAIL}")
             return
@@ -466,8 +484,7 @@ class ExperimentRunner:
             "actions": audit_mod.summarize(records, ignore),
         }
         for e in exp.healing:
-            window = [r for r in records
-                      if (audit_mod.record_time(r) or 0) <= fault_at + e.within]
+            window = [r for r in records if (audit_mod.record_time(r) or 0) <= fault_at + e.within]
             found = audit_mod.healing_run(window, e.runbook, e.host)
             entry: dict[str, Any] = {"expectation": e.label, "met": found is not None}
             if found:
@@ -485,22 +502,29 @@ class ExperimentRunner:
             run.notes.append("rollbacks not run (--rollback never)")
             return
         if self.strategy == "deviated" and not deviated:
-            run.notes.append("rollbacks not run: the experiment did not deviate (--rollback deviated)")
+            run.notes.append(
+                "rollbacks not run: the experiment did not deviate (--rollback deviated)"
+            )
             return
         if not attempted:
             return
         wanted = {(s.fault.name, s.target) for s in attempted}
         steps = [s for s in self.exp.rollbacks if (s.fault.name, s.target) in wanted]
-        steps += [s for s in reversed(attempted) if s not in steps and
-                  (s.fault.name, s.target) not in {(x.fault.name, x.target) for x in steps}]
+        steps += [
+            s
+            for s in reversed(attempted)
+            if s not in steps
+            and (s.fault.name, s.target) not in {(x.fault.name, x.target) for x in steps}
+        ]
         for step in steps:
             self.log(f"rollback: {step.label}")
             try:
                 outcome = self.executor.fault(step, "rollback")
             except Exception as exc:  # keep rolling back the others
                 outcome = PlaybookOutcome("failed", 0.0, reason=str(exc))
-            run.rollbacks.append({"fault": step.fault.name, "target": step.target,
-                                  **outcome.to_dict()})
+            run.rollbacks.append(
+                {"fault": step.fault.name, "target": step.target, **outcome.to_dict()}
+            )
             if outcome.status == "failed":
                 run.missed.append(f"rollback of {step.label} failed: {outcome.reason}")
         # After the rollbacks the system should be back: give it a moment and look.

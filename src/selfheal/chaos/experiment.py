@@ -246,7 +246,9 @@ def parse_experiment(data: Any, name: str = "experiment", path: Path | None = No
         if names.index(probe.name) != i:
             raise ConfigError(f"duplicate probe name {probe.name!r}", f"steady_state.probes[{i}]")
 
-    method = [_step(s, f"method[{i}]") for i, s in enumerate(_list(data.get("method"), "method", True))]
+    method = [
+        _step(s, f"method[{i}]") for i, s in enumerate(_list(data.get("method"), "method", True))
+    ]
 
     raw = _mapping(data.get("detection"), "detection")
     _no_extra(raw, ("source", "alert", "timeout", "interval"), "detection")
@@ -326,9 +328,9 @@ def parse_experiment(data: Any, name: str = "experiment", path: Path | None = No
 
 
 def experiments_dir() -> Path:
-    from selfheal.runner import collection_root
+    from selfheal.chaos.faults import playbooks_dir
 
-    return collection_root() / "playbooks" / "chaos" / "experiments"
+    return playbooks_dir() / "chaos" / "experiments"
 
 
 def resolve(name_or_path: str | Path) -> Path:

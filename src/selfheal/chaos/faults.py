@@ -8,6 +8,7 @@ here are checked again by the playbooks, so a direct `ansible-playbook` run is b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from selfheal.errors import ConfigError
@@ -173,6 +174,16 @@ FAULTS: dict[str, Fault] = {
         ),
     )
 }
+
+
+def playbooks_dir() -> Path:
+    """The playbooks/ directory: the checkout's when run from one, else the collection's."""
+    checkout = Path(__file__).resolve().parents[3] / "playbooks"
+    if (checkout / "chaos").is_dir():
+        return checkout
+    from selfheal.runner import collection_root
+
+    return collection_root() / "playbooks"
 
 
 def get_fault(name: Any, where: str) -> Fault:

@@ -113,7 +113,9 @@ def _prometheus(probe: Probe, inv: LabInventory) -> ProbeResult:
     values = [float(series["value"][1]) for series in result]
     ok = all(_OPS[tol["op"]](v, tol["value"]) for v in values)
     shown = ", ".join(f"{v:g}" for v in values[:5])
-    return ProbeResult(probe.name, ok, f"{probe.query} = {shown} (want {tol['op']} {tol['value']:g})")
+    return ProbeResult(
+        probe.name, ok, f"{probe.query} = {shown} (want {tol['op']} {tol['value']:g})"
+    )
 
 
 def cert_not_after(path: str) -> dt.datetime | None:

@@ -40,12 +40,21 @@ def run(args) -> int:
     report = run_demo(state_dir=args.state_dir, port=args.port, keep=args.keep, echo=echo)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
-        return ExitCode.OK if report.healed else ExitCode.NEGATIVE
+        return ExitCode.OK if _passed(report) else ExitCode.NEGATIVE
     print()
     if report.healed:
         print(f"healed: MTTD {report.mttd_s:.2f} s, MTTR {report.mttr_s:.2f} s")
     else:
         print("NOT healed: see the timeline above")
+    if report.audit:
+        state = "intact" if report.audit["ok"] else "BROKEN"
+        print(f"audit trail: {report.audit['trail']} ({report.audit['records']} records, {state})")
+        key_file = Path(report.audit["trail"]).with_name("audit-keys.json")
+        print(f"  check it: selfheal audit verify {report.audit['trail']} --key-file {key_file}")
     if report.run_dir:
         print(f"ansible-runner artifacts: {report.run_dir}")
-    return ExitCode.OK if report.healed else ExitCode.NEGATIVE
+    return ExitCode.OK if _passed(report) else ExitCode.NEGATIVE
+
+
+def _passed(report) -> bool:
+    return report.healed and bool(report.audit and report.audit["ok"])

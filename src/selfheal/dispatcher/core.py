@@ -503,7 +503,9 @@ class Dispatcher:
         for record in reversed(self.store.list_decisions(incident_id)):
             for reason in record.reasons:
                 if isinstance(reason, dict) and reason.get("code") == "selection":
-                    return reason
+                    return {
+                        k: v for k, v in reason.items() if k not in ("code", "message", "effect")
+                    }
         return None
 
     # -- approvals --------------------------------------------------------------------------

@@ -1,0 +1,216 @@
+"""Shared by the dispatcher tests: a small policy, inventory and playbook, alert bodies, and an
+ASGI client that calls the app in-process (no sockets) on one long-lived event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+TOKEN = "intake-token-0123456789"
+READ_TOKEN = "reader-token-0123456789"
+ALICE = "alice-token-0123456789ab"
+BOB = "bob-token-0123456789abcd"
+HMAC_SECRET = "grafana-hmac-secret"
+
+
+def write_playbook(path: Path, marker: Path) -> Path:
+    """A trivial one-task playbook that records each run in `marker` (one line a run)."""
+    path.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Trivial heal",
+                    "hosts": "{{ target }}",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": "Record the run",
+                            "ansible.builtin.lineinfile": {
+                                "path": str(marker),
+                                "line": "{{ target }} {{ service }} {{ incident_id }}",
+                                "create": True,
+                                "insertafter": "EOF",
+                            },
+                            "delegate_to": "localhost",
+                        }
+                    ],
+                }
+            ],
+            sort_keys=False,
+        )
+    )
+    return path
+
+
+def policy_data(playbook: str, **limits) -> dict:
+    return {
+        "version": 1,
+        "limits": {
+            "runs_per_target": {"count": 3, "per": "1h"},
+            "runs_per_runbook": {"count": 5, "per": "1h"},
+            "max_concurrent": 2,
+            "max_concurrent_per_target": 1,
+            "max_unhealthy": "100%",
+            **limits,
+        },
+        "services": {
+            "app": {"dependencies": ["db"], "hosts": ["localhost", "web-01", "web-02"]},
+            "db": {"hosts": ["db-01", "localhost"]},
+            "ops": {"hosts": ["localhost", "web-01"]},
+        },
+        "runbooks": {
+            "heal": {"playbook": playbook, "risk": "low", "timeout": "2m"},
+            "risky": {"playbook": playbook, "risk": "high", "timeout": "2m"},
+            "never": {"playbook": playbook, "risk": "critical"},
+        },
+        "risk_tiers": {
+            "high": {
+                "mode": "approval",
+                "approval": {
+                    "users": ["alice"],
+                    "groups": ["sre-leads"],
+                    "quorum": 1,
+                    "timeout": "30m",
+                    "on_timeout": "deny",
+                },
+            }
+        },
+        "routes": [
+            {
+                "name": "app-down",
+                "match": {"alertname": "ServiceDown", "service": "app"},
+                "runbook": "heal",
+                "target_label": "host",
+            },
+            {
+                "name": "db-down",
+                "match": {"alertname": "ServiceDown", "service": "db"},
+                "runbook": "heal",
+                "target_label": "host",
+            },
+            {
+                "name": "ops",
+                "match": {"alertname": "OpsRisky"},
+                "runbook": "risky",
+                "service": "ops",
+                "target_label": "host",
+            },
+            {
+                "name": "never",
+                "match": {"alertname": "Critical"},
+                "runbook": "never",
+                "service": "ops",
+                "target_label": "host",
+            },
+        ],
+    }
+
+
+INVENTORY = {
+    "all": {
+        "hosts": {
+            "localhost": {"ansible_connection": "local"},
+            "web-01": {"ansible_connection": "local"},
+            "web-02": {"ansible_connection": "local"},
+            "db-01": {"ansible_connection": "local"},
+        }
+    }
+}
+
+
+class Response:
+    def __init__(self, status: int, headers: dict, body: bytes):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Client:
+    """Drives the ASGI app on a private event loop."""
+
+    def __init__(self, app):
+        self.app = app
+        self.loop = asyncio.new_event_loop()
+
+    async def _call(self, method, path, body, headers):
+        path, _, query = path.partition("?")
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": path,
+            "query_string": query.encode(),
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        }
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        out: dict = {}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                out["status"] = message["status"]
+                out["headers"] = {k.decode(): v.decode() for k, v in message["headers"]}
+            else:
+                out["body"] = out.get("body", b"") + message.get("body", b"")
+
+        await self.app(scope, receive, send)
+        return Response(out["status"], out["headers"], out.get("body", b""))
+
+    def request(self, method, path, body=b"", headers=None, token=None):
+        headers = dict(headers or {})
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        if isinstance(body, dict | list):
+            body = json.dumps(body).encode()
+        return self.loop.run_until_complete(
+            asyncio.wait_for(self._call(method, path, body, headers), 30)
+        )
+
+    def post(self, path, body=b"", **kw):
+        return self.request("POST", path, body, **kw)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def close(self):
+        self.loop.close()
+
+
+def wait_for(predicate, timeout=20.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def am_alert(labels: dict, status: str = "firing", starts="2026-11-26T01:00:00Z", **extra):
+    alert = {"status": status, "labels": labels, "annotations": {}, "startsAt": starts, **extra}
+    if status == "resolved":
+        alert["endsAt"] = "2026-11-26T01:10:00Z"
+    return alert
+
+
+def am_body(*alerts) -> dict:
+    return {
+        "version": "4",
+        "status": alerts[0]["status"],
+        "receiver": "selfheal",
+        "groupLabels": {},
+        "commonLabels": {},
+        "alerts": list(alerts),
+    }
