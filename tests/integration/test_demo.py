@@ -47,7 +47,9 @@ def test_demo_heals_the_killed_service_and_cleans_up(tmp_path: Path) -> None:
     # The policy decided, on the embedded policy, and said why.
     assert report["decision"]["mode"] == "auto"
     assert report["decision"]["runbook"] == "restart_service"
-    assert {"route", "compliance", "risk_tier"} <= {r["code"] for r in report["decision"]["reasons"]}
+    assert {"route", "compliance", "risk_tier"} <= {
+        r["code"] for r in report["decision"]["reasons"]
+    }
     # The heal run changed exactly the demo host, and its artifacts are kept.
     heal = next(step for step in report["timeline"] if step["phase"] == "heal")
     assert "successful" in heal["detail"] and "changed: demo-web" in heal["detail"]

@@ -25,7 +25,17 @@ class ExitCode(IntEnum):
 
 
 # Verb modules, in the order `--help` lists them.
-VERBS: tuple[str, ...] = ("approvals", "audit", "chaos", "demo", "freeze", "lab", "policy", "serve", "version")
+VERBS: tuple[str, ...] = (
+    "approvals",
+    "audit",
+    "chaos",
+    "demo",
+    "freeze",
+    "lab",
+    "policy",
+    "serve",
+    "version",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

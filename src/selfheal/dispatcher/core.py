@@ -120,6 +120,7 @@ class Dispatcher:
         self._approvals: set[str] = set()  # pending approval request ids
         self._services: dict[int, str | None] = {}  # incident -> service, for correlation
         self._cancel: dict[int, threading.Event] = {}
+        self._work = threading.Condition()  # wakes idle workers when a run is queued
         self._lock = threading.Lock()
         self.started = False
 
@@ -151,6 +152,8 @@ class Dispatcher:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        with self._work:
+            self._work.notify_all()
         self._intake_q.put(_SENTINEL)
         self._pipeline_q.put(_SENTINEL)
         for event in list(self._cancel.values()):
@@ -397,6 +400,7 @@ class Dispatcher:
             return "deferred"
         self._deferred.pop(incident.id, None)
         run = self.store.enqueue_run(incident.id, runbook.name, decision.target)  # type: ignore[arg-type]
+        self._wake()
         self._record(incident, "auto", reasons, {**context, "run_id": run.id})
         return "auto"
 
@@ -615,6 +619,7 @@ class Dispatcher:
             self._deferred[incident.id] = time.monotonic() + self.config.reevaluate_s
             return
         run = self.store.enqueue_run(incident.id, decision.runbook, decision.target)
+        self._wake()
         self._record(incident, "approved", reasons, {**context, "run_id": run.id})
 
     # -- escalation -------------------------------------------------------------------------
@@ -688,6 +693,10 @@ class Dispatcher:
                         incident, "interrupted", f"run {run.id} interrupted {run.attempts} times"
                     )
 
+    def _wake(self) -> None:
+        with self._work:
+            self._work.notify()
+
     def _worker_loop(self, worker_id: str) -> None:
         while not self._stop.is_set():
             try:
@@ -696,7 +705,8 @@ class Dispatcher:
                 log.warning("claim failed", extra={"error": str(exc)})
                 run = None
             if run is None:
-                self._stop.wait(self.config.poll_s)
+                with self._work:
+                    self._work.wait(self.config.poll_s)
                 continue
             try:
                 self._execute(run, worker_id)

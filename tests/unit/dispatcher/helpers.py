@@ -4,11 +4,18 @@ ASGI client that calls the app in-process (no sockets) on one long-lived event l
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import yaml
+from support import REPO
 
 TOKEN = "intake-token-0123456789"
 READ_TOKEN = "reader-token-0123456789"
@@ -214,3 +221,81 @@ def am_body(*alerts) -> dict:
         "commonLabels": {},
         "alerts": list(alerts),
     }
+
+
+# -- a real `selfheal serve` child process (integration tests, benchmarks) -----------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port, method, path, body=None, token=None, timeout=10.0):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if body is not None else None
+        conn.request(method, path, body=data, headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+        try:
+            return response.status, json.loads(raw) if raw else None
+        except ValueError:
+            return response.status, raw
+    finally:
+        conn.close()
+
+
+class Server:
+    """`python -m selfheal.cli serve --config FILE` as a child process (its own group)."""
+
+    def __init__(self, config: Path, port: int, log: Path):
+        self.config = config
+        self.port = port
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+        }
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "selfheal.cli", "serve", "--config", str(self.config)],
+                stdout=log,
+                stderr=log,
+                env=env,
+                cwd=self.config.parent,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"selfheal serve exited: {self.log.read_text()[-3000:]}")
+            try:
+                if request(self.port, "GET", "/readyz", timeout=2)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"selfheal serve did not get ready: {self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the dispatcher and its children (ansible runs): a crash, no cleanup."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)

@@ -106,7 +106,7 @@ def test_approval_flow_identity_from_token(make_dispatcher) -> None:
     [run] = wait_for(lambda: d.store.list_runs(incident_id=r["incident_id"]))
     assert run.target == "web-01"
     assert [a.approver for a in d.store.list_approvals(rid)] == ["alice"]
-    assert d.store.list_decisions(r["incident_id"])[-1].mode == "approved"
+    wait_for(lambda: d.store.list_decisions(r["incident_id"])[-1].mode == "approved")
     assert client.post(f"/approvals/{rid}/approve", token=ALICE).status == 409
 
 
