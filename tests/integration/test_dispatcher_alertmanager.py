@@ -7,6 +7,7 @@ the audit trail (dispatcher decisions and the playbook's callback records) verif
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import REPO
 from unit.dispatcher.helpers import Server, free_port, request
 
 from selfheal.audit import Keyring, iter_records, verify
@@ -59,8 +61,6 @@ def _post_alert(am_port: int, labels: dict, *, ends: datetime | None = None) -> 
     }
     if ends is not None:
         alert["endsAt"] = ends.isoformat()
-    import json
-
     req = urllib.request.Request(
         f"http://127.0.0.1:{am_port}/api/v2/alerts",
         data=json.dumps([alert]).encode(),
@@ -113,7 +113,11 @@ def test_alertmanager_to_heal_service(tmp_path: Path) -> None:
         "compliance": {"required_tags": ["selfheal_managed"], "tag_vars": ["selfheal_managed"]},
         "services": {"web": {"hosts": ["localhost", "web-02"]}},
         "runbooks": {
-            "heal_service": {"playbook": "heal_service.yml", "risk": "low", "timeout": "3m"}
+            "heal_service": {
+                "playbook": str(REPO / "playbooks/heal_service.yml"),
+                "risk": "low",
+                "timeout": "3m",
+            }
         },
         "routes": [
             {

@@ -7,11 +7,14 @@ tarball with ansible-galaxy) and install the wheel into a fresh virtualenv.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,11 +29,18 @@ def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
+_FRESH_HOME = tempfile.mkdtemp(prefix="selfheal-fresh-home-")
+atexit.register(shutil.rmtree, _FRESH_HOME, ignore_errors=True)
+
+
 def _clean_env() -> dict[str, str]:
-    """The environment a user has: no ANSIBLE_COLLECTIONS_PATH, no PYTHONPATH into src/."""
-    return {
+    """The environment a new user has: no ANSIBLE_COLLECTIONS_PATH, no PYTHONPATH into src/,
+    and an empty home, so no collection installed under ~/.ansible earlier can answer."""
+    env = {
         k: v for k, v in os.environ.items() if k not in ("ANSIBLE_COLLECTIONS_PATH", "PYTHONPATH")
     }
+    env["HOME"] = _FRESH_HOME
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +52,19 @@ def installed_venv(tmp_path_factory) -> Path:
     # System site-packages provide ansible-core and friends; the venv's own copy of selfheal
     # (and of the collection) comes first on sys.path.
     _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)])
-    _run([str(venv / "bin/python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)])
+    # --ignore-installed: a selfheal in the system site-packages must not satisfy it.
+    _run(
+        [
+            str(venv / "bin/python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--ignore-installed",
+            str(wheel),
+        ]
+    )
     return venv
 
 

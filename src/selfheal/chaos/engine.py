@@ -508,14 +508,12 @@ class ExperimentRunner:
             return
         if not attempted:
             return
+        # The experiment's rollbacks for the steps that were attempted (a step that failed
+        # half-way included), then the fault's own rollback for any step they do not cover.
         wanted = {(s.fault.name, s.target) for s in attempted}
         steps = [s for s in self.exp.rollbacks if (s.fault.name, s.target) in wanted]
-        steps += [
-            s
-            for s in reversed(attempted)
-            if s not in steps
-            and (s.fault.name, s.target) not in {(x.fault.name, x.target) for x in steps}
-        ]
+        covered = {(s.fault.name, s.target) for s in steps}
+        steps += [s for s in reversed(attempted) if (s.fault.name, s.target) not in covered]
         for step in steps:
             self.log(f"rollback: {step.label}")
             try:

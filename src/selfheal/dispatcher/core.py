@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -108,7 +108,10 @@ class Dispatcher:
             from selfheal.audit import AuditTrail, Keyring
 
             keyring = Keyring.load(config.path(config.audit_key_file))
-            self.audit = AuditTrail(config.path(config.audit), keyring)  # type: ignore[arg-type]
+            trail = config.path(config.audit)
+            assert trail is not None
+            # the callback's default spool: an event that cannot be written waits there
+            self.audit = AuditTrail(trail, keyring, spool_dir=Path(f"{trail}.spool"))
         self.pagerduty = PagerDuty(config.pagerduty) if config.pagerduty else None
         self.metrics = Metrics(self._queue_depth, lambda: self._pipeline_q.qsize())
         self.subscriptions: list[dict[str, Any]] = []  # SNS handshakes seen (newest last)
@@ -117,6 +120,7 @@ class Dispatcher:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._deferred: dict[int, float] = {}
+        self._approved_waiting: set[int] = set()  # approved, waiting for a slot
         self._approvals: set[str] = set()  # pending approval request ids
         self._services: dict[int, str | None] = {}  # incident -> service, for correlation
         self._cancel: dict[int, threading.Event] = {}
@@ -228,6 +232,9 @@ class Dispatcher:
             batch[0].done(None, exc)
             return
         self.metrics.accept_batch.observe(len(alerts))
+        for alert, result in zip(alerts, results, strict=True):
+            self.metrics.alerts.inc(source=alert.source)
+            self.metrics.dedup.inc(decision=result.decision)
         self._pipeline_q.put(("accepted", alerts, results))
         offset = 0
         for sub in batch:
@@ -268,8 +275,6 @@ class Dispatcher:
             self.decide(item[1])
 
     def _accepted(self, alert: Alert, result: AcceptResult) -> None:
-        self.metrics.alerts.inc(source=alert.source)
-        self.metrics.dedup.inc(decision=result.decision)
         if result.decision in ("new", "reopened") and result.incident_id is not None:
             if alert.starts_at is not None:
                 self.metrics.mttd.observe(
@@ -458,7 +463,10 @@ class Dispatcher:
         for incident_id, due in list(self._deferred.items()):
             if due <= now:
                 self._deferred.pop(incident_id, None)
-                self.decide(incident_id, reevaluation=True)
+                if incident_id in self._approved_waiting:
+                    self._approved(incident_id, "earlier")
+                else:
+                    self.decide(incident_id, reevaluation=True)
         for request_id in list(self._approvals):
             status = approval_status(self.state, request_id)
             if status.status == "pending":
@@ -493,6 +501,8 @@ class Dispatcher:
             codes = {r.get("code") for r in last.reasons if isinstance(r, dict)}
             if "deferred" in codes and not self.store.list_runs(incident_id=incident.id):
                 self._deferred[incident.id] = 0.0
+                if last.mode == "approved":
+                    self._approved_waiting.add(incident.id)
             elif last.mode == "approval":
                 self._approvals.add(request_id_of(incident.id))
             selection = self._selection(incident.id)
@@ -584,41 +594,46 @@ class Dispatcher:
         return out
 
     def _approved(self, incident_id: int, who: str) -> None:
+        """An approval reached quorum (or timed out as approved): ask the policy again, so
+        that a freeze, a budget or an inventory change since the request still stops it."""
         incident = self.store.get_incident(incident_id)
         selection = self._selection(incident_id)
         if incident is None or selection is None or incident.status != "open":
+            self._approved_waiting.discard(incident_id)
             return
+        retry = incident_id in self._approved_waiting
         now = datetime.now(UTC)
-        decision = Decision(
-            mode="auto",
-            reasons=(),
+        request = Request(
+            labels=dict(incident.labels),
+            inventory=self.inventory,
             request_id=request_id_of(incident_id),
-            at=now,
-            runbook=selection.get("runbook"),
-            target=selection.get("target"),
-            service=selection.get("service"),
         )
-        runbook = self.policy.runbooks.get(decision.runbook or "")
-        if runbook is not None:
-            decision = replace(decision, cost=runbook.cost)
+        decision = evaluate(self.policy, request, self.state, now)
         context = {k: selection.get(k) for k in ("runbook", "route", "service", "target")}
         reasons = [_reason("approved", f"approved ({who})")]
-        self._auto_approved(incident, decision, reasons, context, now)
-
-    def _auto_approved(self, incident, decision, reasons, context, now) -> None:
-        limits = self.policy.limits_for(self.policy.runbooks[decision.runbook].risk)
-        decision = replace(
-            decision,
-            lock_ttl=limits.lock_ttl,
-            max_concurrent=limits.max_concurrent,
-            max_concurrent_per_target=limits.max_concurrent_per_target,
-        )
-        if not begin_run(self.state, decision, now):
-            reasons = [*reasons, _reason("deferred", "approved; waiting for a free slot")]
-            self._record(incident, "approved", reasons, context)
-            self._deferred[incident.id] = time.monotonic() + self.config.reevaluate_s
+        reasons += [r.to_dict() for r in decision.reasons]
+        blocking = [r for r in decision.reasons if r.effect in ("deny", "manual")]
+        if blocking and all(r.code == "concurrency" for r in blocking):
+            self._approved_waiting.add(incident_id)
+            self._deferred[incident_id] = time.monotonic() + self.config.reevaluate_s
+            if not retry:
+                reasons.append(_reason("deferred", "approved; waiting for a free slot"))
+                self._record(incident, "approved", reasons, context)
             return
-        run = self.store.enqueue_run(incident.id, decision.runbook, decision.target)
+        self._approved_waiting.discard(incident_id)
+        if blocking or decision.target != selection.get("target"):
+            mode = "denied" if any(r.effect == "deny" for r in blocking) else "manual"
+            self._record(incident, mode, reasons, context)
+            why = blocking[0].message if blocking else "the target changed since the request"
+            self._escalate(incident, "approved_but_refused", why, decision)
+            return
+        if self.store.list_runs(incident_id=incident_id):
+            return
+        if not begin_run(self.state, decision, now):
+            self._approved_waiting.add(incident_id)
+            self._deferred[incident_id] = time.monotonic() + self.config.reevaluate_s
+            return
+        run = self.store.enqueue_run(incident.id, decision.runbook, decision.target)  # type: ignore[arg-type]
         self._wake()
         self._record(incident, "approved", reasons, {**context, "run_id": run.id})
 
@@ -922,9 +937,11 @@ class Dispatcher:
         if isinstance(event.get("actor"), dict) and "dispatcher" not in event["actor"]:
             event["actor"] = {**event["actor"], "dispatcher": self.config.instance}
         try:
-            self.audit.append_or_spool(event)
+            _, error = self.audit.append_or_spool(event)
         except Exception as exc:  # the audit trail must not stop the pipeline
-            log.error("audit append failed", extra={"error": str(exc)})
+            error = exc
+        if error is not None:
+            log.error("audit append failed (spooled)", extra={"error": str(error)})
 
     def record_subscription(self, kind: str, topic_arn: str, confirmed: bool, error: str) -> None:
         entry = {

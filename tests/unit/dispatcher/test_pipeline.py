@@ -170,3 +170,28 @@ def test_incident_view_shows_decisions_and_runs(make_dispatcher) -> None:
     assert view["runs"][0]["runbook"] == "heal"
     run = client.get(f"/runs/{view['runs'][0]['id']}", token=READ_TOKEN).json()
     assert run["target"] == "web-01"
+
+
+def test_approval_is_checked_again_against_the_policy(make_dispatcher) -> None:
+    """Approved, but the target's run budget was used up meanwhile: nothing runs."""
+    from datetime import UTC, datetime
+
+    d, client = make_dispatcher()
+    [r] = _post(client, am_alert({"alertname": "OpsRisky", "host": "web-01"}))
+    _decided(d, r["incident_id"])
+    for i in range(3):  # runs_per_target: 3 per hour
+        d.state.record_run(
+            request_id=f"other-{i}",
+            runbook="heal",
+            target="web-01",
+            service="ops",
+            at=datetime.now(UTC),
+        )
+    rid = f"incident-{r['incident_id']}"
+    assert client.post(f"/approvals/{rid}/approve", token=ALICE).status == 200
+    last = wait_for(
+        lambda: (ds := d.store.list_decisions(r["incident_id"]))[-1].mode != "approval" and ds[-1]
+    )
+    assert last.mode == "denied"
+    assert "budget" in _codes(last)
+    assert d.store.list_runs() == []

@@ -1,0 +1,113 @@
+"""`selfheal serve --check` and `selfheal approvals` against a real uvicorn server on an
+ephemeral 127.0.0.1 port; the SNS handshake when confirmation is switched on."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+
+import pytest
+import uvicorn
+import yaml
+from unit.dispatcher.helpers import ALICE, BOB, TOKEN, am_alert, am_body, free_port, wait_for
+
+from selfheal.cli import main
+from selfheal.cli.approvals import call
+from selfheal.dispatcher import app as app_module
+from selfheal.dispatcher import build_app
+
+
+@pytest.fixture
+def served(make_dispatcher):
+    d, _ = make_dispatcher()
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_app(d, manage_lifecycle=False),
+            host="127.0.0.1",
+            port=port,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=10)
+    yield d, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_approvals_cli(served, capsys) -> None:
+    d, url = served
+    status, body = call(url, TOKEN, "POST", "/alerts/alertmanager")  # an empty JSON object
+    assert status == 422 and body["field"] == "alerts"
+    req = urllib.request.Request(
+        f"{url}/alerts/alertmanager",
+        data=json.dumps(am_body(am_alert({"alertname": "OpsRisky", "host": "web-01"}))).encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as response:
+        assert response.status == 202
+    wait_for(lambda: d.pending_approvals())
+    assert main(["approvals", "--url", url, "--token", ALICE, "list"]) == 0
+    assert "incident-1" in capsys.readouterr().out
+    assert main(["approvals", "--url", url, "--token", BOB, "approve", "incident-1"]) == 1
+    capsys.readouterr()
+    assert main(["approvals", "--url", url, "--token", ALICE, "approve", "incident-1"]) == 0
+    assert "incident-1: approved" in capsys.readouterr().out
+    wait_for(lambda: d.store.list_runs(incident_id=1))
+    assert main(["approvals", "--url", "http://127.0.0.1:9", "--token", ALICE, "list"]) == 3
+
+
+def test_serve_check(env, tmp_path, capsys) -> None:
+    cfg = tmp_path / "d.yml"
+    cfg.write_text(yaml.safe_dump({**env["config"], "workers": 1}))
+    assert main(["serve", "--config", str(cfg), "--check"]) == 0
+    assert "configuration ok" in capsys.readouterr().err
+    bad = tmp_path / "bad.yml"
+    bad.write_text(yaml.safe_dump({**env["config"], "sources": {"grafana": {"auth": "x"}}}))
+    assert main(["serve", "--config", str(bad), "--check"]) == 2
+    assert "sources.grafana.auth" in capsys.readouterr().err
+
+
+def test_sns_confirmation_when_enabled(make_dispatcher, monkeypatch) -> None:
+    fetched = []
+
+    class _Reply:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self, n=-1):
+            return b"<ConfirmSubscriptionResponse/>"
+
+    def fake_urlopen(url, timeout=None):
+        fetched.append(url)
+        return _Reply()
+
+    monkeypatch.setattr(app_module.urllib.request, "urlopen", fake_urlopen)
+    d, client = make_dispatcher(sources={"cloudwatch_sns": {"confirm_subscriptions": True}})
+    url = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=tok"
+    body = {
+        "Type": "SubscriptionConfirmation",
+        "MessageId": "m",
+        "Token": "tok",
+        "TopicArn": "arn:aws:sns:eu-west-1:123456789012:t",
+        "SubscribeURL": url,
+    }
+    r = client.post("/alerts/cloudwatch_sns", body, token=TOKEN)
+    assert r.status == 200 and r.json()["status"] == "confirmed"
+    assert fetched == [url]
+    assert d.subscriptions[-1]["confirmed"] is True
+    # a SubscribeURL off AWS is refused by intake before anything is fetched
+    r = client.post(
+        "/alerts/cloudwatch_sns", {**body, "SubscribeURL": "https://evil.example/x"}, token=TOKEN
+    )
+    assert r.status == 422 and r.json()["field"] == "SubscribeURL"
+    assert fetched == [url]
