@@ -104,6 +104,7 @@ def main() -> int:
                 "heal": heal.get("seconds"),
                 "verify": (run.recovered_at - heal_end) if run.recovered_at and heal_end else None,
                 "rollback": sum(r.get("seconds", 0) for r in run.rollbacks),
+                "tasks": heal.get("tasks") or {},
             }
             rows.append(row)
             print(
@@ -132,6 +133,15 @@ def main() -> int:
     print("where the MTTR goes (medians):")
     print(f"  detection      {_median(values('mttd'))}  probe interval {interval:g}s")
     print(f"  heal playbook  {_median(values('heal'))}  heal_service.yml via selfheal.runner")
+    task_names = {name for r in rows for name in r["tasks"]}
+    per_task = {n: [r["tasks"][n] for r in rows if n in r["tasks"]] for n in task_names}
+    in_tasks = [sum(r["tasks"].values()) for r in rows if r["tasks"]]
+    for name, secs in sorted(per_task.items(), key=lambda kv: -statistics.median(kv[1]))[:6]:
+        print(f"    {_median(secs)}  task: {name}")
+    overhead = [r["heal"] - sum(r["tasks"].values()) for r in rows if r["heal"] and r["tasks"]]
+    print(f"    {_median(overhead)}  ansible start-up, SSH, between tasks")
+    if not in_tasks:
+        print("    (no per-task timings)")
     print(f"  verification   {_median(values('verify'))}  heal done -> probes hold")
     print("outside the MTTR (medians):")
     print(f"  inject         {_median(values('inject'))}  kill_service.yml, inject phase")

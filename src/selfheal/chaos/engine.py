@@ -35,6 +35,7 @@ from selfheal.chaos.probes import ProbeResult, alert_firing, run_probes
 
 ROLLBACK_STRATEGIES = ("always", "deviated", "never")
 PLAYBOOK_TIMEOUT = 300
+ALERT_SLACK = 5.0  # seconds: a scrape between the fault and its timestamp may come first
 
 
 class Interrupted(Exception):
@@ -112,9 +113,10 @@ class PlaybookOutcome:
     injected_at: float | None = None
     reason: str = ""
     detail: str = ""
+    tasks: dict[str, float] = field(default_factory=dict)  # heal runs: seconds per task
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
+        return {k: v for k, v in asdict(self).items() if v not in (None, "", {})}
 
 
 class PlaybookExecutor:
@@ -180,10 +182,29 @@ class PlaybookExecutor:
         playbook = playbooks_dir() / heal.playbook
         result = self._run(playbook, extravars, heal.timeout, envvars)
         seconds = time.monotonic() - started
+        tasks = task_seconds(result.private_data_dir)
         if result.ok:
-            return PlaybookOutcome("done", seconds, detail=f"{heal.playbook}: ok")
+            return PlaybookOutcome("done", seconds, detail=f"{heal.playbook}: ok", tasks=tasks)
         failed = "; ".join(result.failed_tasks) or f"ansible status {result.status}"
-        return PlaybookOutcome("failed", seconds, reason=failed)
+        return PlaybookOutcome("failed", seconds, reason=failed, tasks=tasks)
+
+
+def task_seconds(private_data_dir: Path) -> dict[str, float]:
+    """Seconds per task of a finished run (from ansible-runner's job events), longest first."""
+    import json
+
+    totals: dict[str, float] = {}
+    for path in (private_data_dir / "artifacts").glob("*/job_events/*.json"):
+        try:
+            event = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        data = event.get("event_data") or {}
+        if event.get("event") in ("runner_on_ok", "runner_on_failed", "runner_on_skipped"):
+            name = str(data.get("task") or "?")
+            totals[name] = totals.get(name, 0.0) + float(data.get("duration") or 0.0)
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+    return {name: round(value, 3) for name, value in ranked if value >= 0.005}
 
 
 def _float(value: Any) -> float | None:
@@ -373,7 +394,9 @@ class ExperimentRunner:
         while True:
             self.guard.checkpoint()
             if source == "alertmanager":
-                found = self.alerts(url, det.alert, first_target) if url else None
+                # An alert that was already firing before this fault is not its detection.
+                since = fault_at - ALERT_SLACK
+                found = self.alerts(url, det.alert, first_target, since=since) if url else None
                 if found:
                     return time.time(), found
             else:

@@ -167,8 +167,29 @@ def run_probes(probes: list[Probe], inv: LabInventory) -> list[ProbeResult]:
 
 
 # -- detection ------------------------------------------------------------------------------
-def alert_firing(base_url: str, alert: str, host: str | None, timeout: float = 2.0) -> str | None:
-    """The first active alert named `alert` (for `host`, when given) in Alertmanager, or None."""
+def _since_epoch(stamp: object) -> float | None:
+    try:
+        text = str(stamp).replace("Z", "+00:00")
+        if "." in text:  # Alertmanager gives nanoseconds; fromisoformat takes microseconds
+            head, _, tail = text.partition(".")
+            digits = "".join(c for c in tail if c.isdigit())
+            text = f"{head}.{digits[:6]}{tail[len(digits) :]}"
+        return dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def alert_firing(
+    base_url: str,
+    alert: str,
+    host: str | None,
+    timeout: float = 2.0,
+    since: float | None = None,
+) -> str | None:
+    """The first active alert named `alert` (for `host`, when given) in Alertmanager, or None.
+
+    With `since`, an alert that started before it (left over from an earlier fault) is not
+    this fault's detection."""
     query = urllib.parse.urlencode(
         [("active", "true"), ("silenced", "false"), ("filter", f'alertname="{alert}"')]
     )
@@ -181,6 +202,9 @@ def alert_firing(base_url: str, alert: str, host: str | None, timeout: float = 2
         if labels.get("alertname") != alert:
             continue
         if host and labels.get("host") not in (host, None):
+            continue
+        started = _since_epoch(item.get("startsAt"))
+        if since is not None and started is not None and started < since:
             continue
         return f"{alert} firing for {labels.get('host', '?')} since {item.get('startsAt', '?')}"
     return None

@@ -174,7 +174,7 @@ def run_validate(args) -> int:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
-            print(f"{r['experiment']}: {'ok' if r['ok'] else r['error']}")
+            print(f"{r['experiment']}: ok" if r["ok"] else r["error"])
     return ExitCode.USAGE if bad else ExitCode.OK
 
 
@@ -241,6 +241,15 @@ def run_inject(args) -> int:
         shutil.rmtree(base, ignore_errors=True)
     if args.json:
         print(json.dumps(report, indent=2))
+    else:
+        inject, rollback = report.get("inject") or {}, report.get("rollback") or {}
+        held = "interrupted" if "interrupted" in report else f"held {args.hold:g}s"
+        if inject.get("status") != "done":
+            held = inject.get("reason") or inject.get("status", "not injected")
+        print(
+            f"{step.label}: {inject.get('status', 'not injected')} ({held}); "
+            f"rollback {rollback.get('status', 'not run')}"
+        )
     return code
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import random
 import threading
@@ -56,6 +57,7 @@ from selfheal.store import AcceptResult, Incident, Run, StoreError, open_store
 log = logging.getLogger("selfheal.dispatcher")
 
 MAX_BATCH = 5000  # alerts per group-committed transaction
+MAX_REEVALUATIONS = 50  # deferred incidents evaluated again per pipeline tick
 REQUEST_PREFIX = "incident-"
 _SENTINEL = object()
 
@@ -107,7 +109,7 @@ class Dispatcher:
         if config.audit:
             from selfheal.audit import AuditTrail, Keyring
 
-            keyring = Keyring.load(config.path(config.audit_key_file))
+            keyring = Keyring.load(config.path(config.audit_key_file), notice=log.warning)
             trail = config.path(config.audit)
             assert trail is not None
             # the callback's default spool: an event that cannot be written waits there
@@ -121,6 +123,8 @@ class Dispatcher:
         self._threads: list[threading.Thread] = []
         self._deferred: dict[int, float] = {}
         self._approved_waiting: set[int] = set()  # approved, waiting for a slot
+        # services that some other service depends on (correlation looks only at those)
+        self._dependants = {dep for svc in self.policy.services for dep in self._dependencies(svc)}
         self._approvals: set[str] = set()  # pending approval request ids
         self._services: dict[int, str | None] = {}  # incident -> service, for correlation
         self._cancel: dict[int, threading.Event] = {}
@@ -290,6 +294,8 @@ class Dispatcher:
             self.metrics.runs.inc(outcome="canceled")
             self._release(run, ok=None)
         self._deferred.pop(incident_id, None)
+        self._approved_waiting.discard(incident_id)
+        self._services.pop(incident_id, None)
         incident = self.store.get_incident(incident_id)
         if incident is not None and incident.resolved_at is not None:
             self.metrics.mttr.observe(
@@ -335,7 +341,8 @@ class Dispatcher:
             "target": decision.target,
         }
         self._services[incident.id] = decision.service
-        root = self._correlate(incident, decision.service)
+        # Correlation once, at the first decision (a root arriving later adopts this one).
+        root = None if reevaluation else self._correlate(incident, decision.service)
         if root is not None:
             message = (
                 f"service {decision.service!r} depends on {self._services.get(root.id)!r},"
@@ -344,9 +351,11 @@ class Dispatcher:
             self.store.fold(incident.id, root.id, message)
             self._record(incident, "folded", [_reason("correlated", message)], context)
             return "folded"
+        if not reevaluation:
+            self._adopt_dependants(incident, decision.service)
         mode = decision.mode
         if mode == "auto":
-            return self._auto(incident, decision, reasons, context, now)
+            return self._auto(incident, decision, reasons, context, now, reevaluation)
         if mode == "approval":
             open_approval(self.state, decision, now)
             self._approvals.add(decision.request_id)
@@ -375,7 +384,13 @@ class Dispatcher:
             self._record(incident, "deny", reasons, context)
 
     def _auto(
-        self, incident: Incident, decision: Decision, reasons: list, context: dict, now: datetime
+        self,
+        incident: Incident,
+        decision: Decision,
+        reasons: list,
+        context: dict,
+        now: datetime,
+        reevaluation: bool = False,
     ) -> str:
         runbook = self.policy.runbooks[decision.runbook]  # type: ignore[index]
         problem = None
@@ -400,8 +415,8 @@ class Dispatcher:
             return "manual"
         if self.store.list_runs(incident_id=incident.id):
             return "auto"  # already enqueued (a restart replaying the pipeline)
-        if not begin_run(self.state, decision, now):
-            self._defer(incident, reasons, context, False)
+        if not begin_run(self.state, decision, now):  # another dispatcher took the slot
+            self._defer(incident, reasons, context, reevaluation)
             return "deferred"
         self._deferred.pop(incident.id, None)
         run = self.store.enqueue_run(incident.id, runbook.name, decision.target)  # type: ignore[arg-type]
@@ -428,9 +443,8 @@ class Dispatcher:
             extra={"incident_id": incident.id, "mode": mode, "codes": sorted(codes)},
         )
 
-    def _correlate(self, incident: Incident, service: str | None) -> Incident | None:
-        if not service or service not in self.policy.services:
-            return None
+    def _dependencies(self, service: str) -> set[str]:
+        """Every service `service` depends on, directly or through others."""
         deps: set[str] = set()
         todo = list(self.policy.services[service].dependencies)
         while todo:
@@ -438,6 +452,48 @@ class Dispatcher:
             if name not in deps and name in self.policy.services:
                 deps.add(name)
                 todo.extend(self.policy.services[name].dependencies)
+        return deps
+
+    def _adopt_dependants(self, root: Incident, service: str | None) -> None:
+        """The root cause arrived after its symptoms: fold the open incidents of services
+        that depend on `service` (opened within the window, nothing run yet) into `root`,
+        and cancel their queued runs."""
+        if not service or service not in self._dependants:
+            return
+        window = timedelta(seconds=self.config.correlation_window_s)
+        for other in self.store.list_incidents(status="open", limit=1000):
+            other_service = self._services.get(other.id)
+            if (
+                other.id == root.id
+                or other.parent_id is not None
+                or other_service not in self.policy.services
+                or abs(other.opened_at - root.opened_at) > window
+                or service not in self._dependencies(other_service)  # type: ignore[arg-type]
+            ):
+                continue
+            runs = self.store.list_runs(incident_id=other.id)
+            if any(r.status not in ("queued", "canceled") for r in runs):
+                continue  # already acting on it: let that finish
+            message = (
+                f"service {other_service!r} depends on {service!r}, whose incident {root.id}"
+                " opened after it: folded into it, queued runs canceled"
+            )
+            try:
+                self.store.fold(other.id, root.id, message)
+            except StoreError:
+                continue
+            for run in self.store.cancel_pending_runs(other.id, "folded into a root incident"):
+                self.metrics.runs.inc(outcome="canceled")
+                self._release(run, ok=None)
+            self._deferred.pop(other.id, None)
+            self._approvals.discard(request_id_of(other.id))
+            context = self._selection(other.id) or {}
+            self._record(other, "folded", [_reason("correlated", message)], context)
+
+    def _correlate(self, incident: Incident, service: str | None) -> Incident | None:
+        if not service or service not in self.policy.services:
+            return None
+        deps = self._dependencies(service)
         if not deps:
             return None
         window = timedelta(seconds=self.config.correlation_window_s)
@@ -460,8 +516,9 @@ class Dispatcher:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        for incident_id, due in list(self._deferred.items()):
-            if due <= now:
+        due_now = [i for i, due in self._deferred.items() if due <= now]
+        for incident_id in due_now[:MAX_REEVALUATIONS]:  # the rest wait for the next tick
+            if incident_id in self._deferred:
                 self._deferred.pop(incident_id, None)
                 if incident_id in self._approved_waiting:
                     self._approved(incident_id, "earlier")
@@ -656,8 +713,7 @@ class Dispatcher:
         )
         if self.pagerduty is None:
             return
-        if why not in ("unsafe_label",):
-            self.store.record_decision(incident.id, "escalated", [_reason(why, summary)])
+        self.store.record_decision(incident.id, "escalated", [_reason(why, summary)])
         pd = self.pagerduty
         self._pd(
             lambda: pd.trigger(
@@ -783,7 +839,10 @@ class Dispatcher:
             "SELFHEAL_ACTOR": "selfheal-dispatcher",
         }
         if self.audit is not None:
-            env["ANSIBLE_CALLBACKS_ENABLED"] = "selfheal.core.audit"
+            enabled = [c for c in os.environ.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c]
+            if "selfheal.core.audit" not in enabled:
+                enabled.append("selfheal.core.audit")
+            env["ANSIBLE_CALLBACKS_ENABLED"] = ",".join(enabled)
             env["SELFHEAL_AUDIT_TRAIL"] = str(self.audit.path)
             if self.config.audit_key_file:
                 env["SELFHEAL_AUDIT_KEY_FILE"] = str(self.config.path(self.config.audit_key_file))

@@ -199,7 +199,8 @@ def test_alertmanager_detection_is_used_when_monitoring_is_up(inventory, monkeyp
     monkeypatch.setattr(type(inventory), "monitoring_url", lambda self, name: "http://am")
     seen = []
 
-    def alerts(url, alert, host):
+    def alerts(url, alert, host, since):
+        assert since <= time.time()
         seen.append((url, alert, host))
         return "ServiceDown firing for lab1" if len(seen) > 2 else None
 

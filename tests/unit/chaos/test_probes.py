@@ -104,6 +104,10 @@ def test_alertmanager_detection(server) -> None:
     assert alert_firing(server, "ServiceDown", "lab1") == "ServiceDown firing for lab1 since t1"
     assert "filter=alertname%3D%22ServiceDown%22" in seen[0] and "active=true" in seen[0]
     assert alert_firing(server, "ServiceDown", "lab3") is None
+    alerts[1]["startsAt"] = "2026-11-26T02:00:00.123456789Z"
+    assert alert_firing(server, "ServiceDown", "lab1", since=0.0)
+    since = dt.datetime(2026, 11, 26, 2, 0, 1, tzinfo=dt.UTC).timestamp()
+    assert alert_firing(server, "ServiceDown", "lab1", since=since) is None  # an older alert
     assert alert_firing("http://127.0.0.1:9", "ServiceDown", None) is None
 
 

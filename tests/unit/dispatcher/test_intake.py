@@ -300,3 +300,35 @@ def fuzz_client(tmp_path_factory):
     yield client
     d.stop()
     client.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"]),
+    path=st.lists(
+        st.sampled_from(
+            [
+                "alerts",
+                "incidents",
+                "runs",
+                "approvals",
+                "approve",
+                "deny",
+                "1",
+                "x",
+                "alertmanager",
+                "generic",
+                "..",
+                "%00",
+                "-1",
+                "9" * 30,
+            ]
+        ),
+        max_size=4,
+    ).map(lambda parts: "/" + "/".join(parts)),
+    auth=st.sampled_from([None, TOKEN, READ_TOKEN, "Bearer", "x" * 20]),
+    query=st.text(max_size=20),
+)
+def test_fuzz_any_route_never_500(fuzz_client, method, path, auth, query) -> None:
+    r = fuzz_client.request(method, f"{path}?{query}", b"{}", token=auth)
+    assert r.status < 500, (method, path, r.status, r.body)

@@ -128,7 +128,7 @@ def test_critical_runbook_is_manual_and_escalated(make_dispatcher) -> None:
     [r] = _post(client, am_alert({"alertname": "Critical", "host": "web-01"}))
     [decision] = _decided(d, r["incident_id"])
     assert decision.mode == "manual"
-    assert d.metrics.escalations.value(why="manual") == 1
+    wait_for(lambda: d.metrics.escalations.value(why="manual") == 1)
     assert d.store.list_runs() == []
 
 
@@ -195,3 +195,18 @@ def test_approval_is_checked_again_against_the_policy(make_dispatcher) -> None:
     assert last.mode == "denied"
     assert "budget" in _codes(last)
     assert d.store.list_runs() == []
+
+
+def test_root_arriving_later_adopts_its_dependants(make_dispatcher) -> None:
+    d, client = make_dispatcher()  # no workers: the dependant's run stays queued
+    [app] = _post(
+        client, am_alert({"alertname": "ServiceDown", "service": "app", "host": "web-02"})
+    )
+    wait_for(lambda: d.store.list_runs(incident_id=app["incident_id"]))
+    [db] = _post(client, am_alert({"alertname": "ServiceDown", "service": "db", "host": "db-01"}))
+    _decided(d, db["incident_id"])
+    wait_for(lambda: d.store.get_incident(app["incident_id"]).parent_id == db["incident_id"])
+    [run] = d.store.list_runs(incident_id=app["incident_id"])
+    assert run.status == "canceled"
+    assert d.store.list_decisions(app["incident_id"])[-1].mode == "folded"
+    assert [r.target for r in d.store.list_runs(status="queued")] == ["db-01"]
