@@ -122,3 +122,32 @@ def test_refuses_a_host_without_the_compliance_tags(supervisor: Supervisor) -> N
     assert "not cleared for automated remediation" in result.stdout
     assert "env" in result.stdout
     assert not _serving(supervisor.port)
+
+
+CRASHLOOP = REPO / "tests/integration/playbooks/role_service_restart_crashloop.yml"
+
+
+def test_crash_loop_stops_restarting_and_escalates(supervisor: Supervisor, tmp_path: Path) -> None:
+    state_dir = tmp_path / "restarts"
+    extra = _vars(supervisor, state_dir=str(state_dir))
+    for _ in range(2):  # two crashes, two heals: within the limit of 2 restarts in 600s
+        _crash(supervisor)
+        healed = run_playbook(CRASHLOOP, extra_vars=extra)
+        assert healed.returncode == 0, healed.stdout + healed.stderr
+        assert "changed=1" in _recap(healed.stdout)
+    history = next(state_dir.iterdir())
+    assert history.stat().st_mode & 0o777 == 0o600
+    _crash(supervisor)
+    third = run_playbook(CRASHLOOP, extra_vars=extra, env={"ANSIBLE_SHOW_CUSTOM_STATS": "1"})
+    assert third.returncode != 0
+    assert "crash loop: 2 restarts in 600s; escalating" in third.stdout
+    assert '"reason": "crash_loop"' in third.stdout  # the run artifact (set_stats)
+    assert not supervisor.is_running("web")  # not restarted a third time
+
+
+def test_check_mode_does_not_count_a_restart(supervisor: Supervisor, tmp_path: Path) -> None:
+    state_dir = tmp_path / "restarts"
+    _crash(supervisor)
+    result = run_playbook(CRASHLOOP, extra_vars=_vars(supervisor, state_dir=str(state_dir)), check=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not state_dir.exists()

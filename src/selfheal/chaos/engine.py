@@ -300,6 +300,8 @@ class ExperimentRunner:
         method_failed = False
         with self.guard:
             try:
+                if not self._prepare(run):
+                    return self._finish(run)
                 before = self.probe(exp.probes, self.inv)
                 run.steady_state_before = _results(before)
                 self.log(f"steady state before: {'met' if _all_ok(before) else 'NOT met'}")
@@ -313,7 +315,12 @@ class ExperimentRunner:
                     self.guard.checkpoint()
                     attempted.append(step)
                     self.log(f"method[{i}]: {step.label}: injecting")
-                    outcome = self.executor.fault(step, "inject")
+                    try:
+                        outcome = self.executor.fault(step, "inject")
+                    except Exception as exc:  # could not even run it: a failed step
+                        outcome = PlaybookOutcome(
+                            "failed", 0.0, reason=f"{type(exc).__name__}: {exc}"
+                        )
                     run.method.append(
                         {
                             "step": i,
@@ -345,6 +352,22 @@ class ExperimentRunner:
                 self.guard.protected = True
                 self._rollback(run, attempted, method_failed)
             return self._finish(run)
+
+    def _prepare(self, run: Run) -> bool:
+        """Faults with a prepare phase (expire_cert makes its demo certificate) run it first."""
+        done = set()
+        for step in self.exp.method:
+            if not step.fault.prepare or (step.fault.name, step.target) in done:
+                continue
+            done.add((step.fault.name, step.target))
+            self.log(f"prepare: {step.label}")
+            outcome = self.executor.fault(step, "prepare")
+            if outcome.status == "failed":
+                run.status = "aborted"
+                run.missed.append(f"prepare of {step.label} failed: {outcome.reason}")
+                return False
+            self.guard.checkpoint()
+        return True
 
     # -- detection, heal, recovery ---------------------------------------------------------
     def _source(self) -> tuple[str, str | None]:
@@ -434,7 +457,10 @@ class ExperimentRunner:
                 envvars["SELFHEAL_AUDIT_KEY_FILE"] = key_file
         started = time.time()
         self.log(f"heal: {heal.playbook} {heal.vars}")
-        outcome = self.executor.heal(heal, extravars, envvars)
+        try:
+            outcome = self.executor.heal(heal, extravars, envvars)
+        except Exception as exc:  # a heal that cannot run is a heal that did not happen
+            outcome = PlaybookOutcome("failed", 0.0, reason=f"{type(exc).__name__}: {exc}")
         run.heal = {
             "playbook": heal.playbook,
             "vars": heal.vars,

@@ -110,6 +110,14 @@ class Experiment:
             inventory.check_host(expectation.host, f"expect.healing[{i}].host")
         if self.heal and isinstance(target := self.heal.vars.get("target"), str):
             inventory.check_host(target, "heal.vars.target")
+        if self.heal:
+            from selfheal.chaos.faults import playbooks_dir
+
+            if not (playbooks_dir() / self.heal.playbook).is_file():
+                raise ConfigError(
+                    f"no playbook {self.heal.playbook!r} in the collection's playbooks/",
+                    "heal.playbook",
+                )
 
 
 # -- validation helpers ---------------------------------------------------------------------

@@ -56,6 +56,7 @@ class Fault:
     params: tuple[Param, ...] = ()
     fixed: dict[str, Any] = field(default_factory=dict)  # extra vars the fault always sets
     netns_only: bool = False  # skipped (not failed) in loopback mode
+    prepare: bool = False  # has a `prepare` phase, run before the steady state is checked
 
     def extravars(self, params: dict[str, Any]) -> dict[str, Any]:
         """The playbook's extra vars for these (already checked) parameters."""
@@ -171,6 +172,7 @@ FAULTS: dict[str, Fault] = {
             "replace the host's certificate by an expired one (selfheal_tls_cert, or the "
             "lab's demo certificate)",
             "restore the original certificate",
+            prepare=True,
         ),
     )
 }

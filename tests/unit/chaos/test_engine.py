@@ -27,6 +27,8 @@ class FakeLab:
     # executor
     def fault(self, step, phase):
         self.calls.append(f"{phase} {step.fault.name} {step.target}")
+        if phase == "prepare":
+            return PlaybookOutcome("done", 0.01)
         if phase == "inject":
             self.up[step.target] = False
             if step.params.get("fail_midway") or self.fail_on == step.target:
@@ -215,3 +217,27 @@ def test_alertmanager_detection_is_used_when_monitoring_is_up(inventory, monkeyp
     assert run.detection["source"] == "alertmanager" and run.status == "passed"
     assert seen[0] == ("http://am", "ServiceDown", "lab1")
     assert run.detection["detail"] == "ServiceDown firing for lab1"
+
+
+def test_a_step_that_cannot_run_is_a_failed_step_and_rolled_back(inventory) -> None:
+    lab = FakeLab()
+    real = lab.fault
+
+    def fault(step, phase):
+        if phase == "inject":
+            real(step, phase)
+            raise RuntimeError("ansible-runner exploded")
+        return real(step, phase)
+
+    lab.fault = fault
+    run = _run(_experiment(), lab, inventory)
+    assert run.status == "failed"
+    assert "RuntimeError: ansible-runner exploded" in run.missed[0]
+    assert lab.calls[-1] == "rollback kill_service lab1" and lab.up["lab1"]
+
+
+def test_prepare_runs_before_the_steady_state(inventory) -> None:
+    lab = FakeLab()
+    run = _run(_experiment(method=[{"fault": "expire_cert", "target": "lab1"}]), lab, inventory)
+    assert lab.calls[:2] == ["prepare expire_cert lab1", "inject expire_cert lab1"]
+    assert lab.calls[-1] == "rollback expire_cert lab1" and run.status == "failed"

@@ -119,3 +119,9 @@ def test_shipped_experiments_are_valid(inventory) -> None:
         exp = load_experiment(path)
         if path.stem != "stop_postgres":  # the test inventory runs no PostgreSQL
             exp.check_against(inventory)
+
+
+def test_heal_playbook_must_exist(inventory) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(_with("heal.playbook", "no_such_runbook.yml")).check_against(inventory)
+    assert err.value.path == "heal.playbook"

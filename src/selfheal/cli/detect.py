@@ -1,0 +1,209 @@
+"""`selfheal detect`: score a KPI series against its learned baseline and report anomalies.
+
+The series comes from a CSV file (``timestamp,value``; ``-`` reads stdin) or a Prometheus
+range query. With ``--state`` the baseline carries over from run to run; with
+``--alertmanager`` the latest anomaly of each series is posted as a ``KPIAnomaly`` alert.
+Exit codes: 0 no anomaly, 1 anomalies found, 2 bad arguments or input, 3 Prometheus,
+Alertmanager or the state file could not be reached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from selfheal.baseline.alerts import build_alert, post_alerts
+from selfheal.baseline.detector import KIND_DIRECTION, KINDS, DetectorConfig, KpiDetector
+from selfheal.baseline.series import SeriesError, iter_csv, parse_time, prometheus_range, read_csv
+
+EXIT_OK, EXIT_ANOMALY, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 3
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "detect",
+        help="score a KPI series against its learned baseline",
+        description="Score every point of a KPI series against the baseline learned from the "
+        "points before it (seasonality, level shifts), and report the anomalies with a reason.",
+        epilog="Exit codes: 0 no anomaly, 1 anomalies found, 2 usage or input error, "
+        "3 Prometheus, Alertmanager or the state file unreachable.",
+    )
+    parser.add_argument("csv", nargs="?", metavar="CSV", help="timestamp,value file ('-': stdin)")
+    source = parser.add_argument_group("Prometheus source (instead of a CSV)")
+    source.add_argument("--prometheus", metavar="URL", help="Prometheus base URL")
+    source.add_argument("--query", metavar="PROMQL", help="range query")
+    source.add_argument("--start", metavar="TIME", help="ISO 8601 or epoch seconds")
+    source.add_argument("--end", metavar="TIME", help="ISO 8601 or epoch seconds (default: now)")
+    source.add_argument("--step", default="5m", help="query resolution (default: 5m)")
+    parser.add_argument("--name", help="KPI name used in reasons and alerts")
+    parser.add_argument("--kind", choices=KINDS, default="generic", help="kind of KPI")
+    parser.add_argument(
+        "--direction",
+        choices=("up", "down", "both"),
+        help="which deviations count (default: up for latency and error_rate, else both)",
+    )
+    parser.add_argument(
+        "--threshold", type=float, metavar="SCORE", help="alarm score in (0, 1) (default: 0.1)"
+    )
+    parser.add_argument("--state", metavar="FILE", help="baseline state to resume and save")
+    parser.add_argument("--alertmanager", metavar="URL", help="post anomalies to Alertmanager")
+    parser.add_argument(
+        "--alert-ttl", type=float, default=60.0, metavar="MINUTES", help="alert lifetime"
+    )
+    parser.add_argument(
+        "--format", choices=("table", "json", "jsonl"), default="table", help="output format"
+    )
+    parser.add_argument("--all", action="store_true", help="print every point, not only anomalies")
+    parser.set_defaults(func=run)
+
+
+def _config(args) -> DetectorConfig:
+    overrides = {"direction": args.direction or KIND_DIRECTION[args.kind]}
+    if args.threshold is not None:
+        if not 0.0 < args.threshold < 1.0:
+            raise SeriesError("--threshold must be in (0, 1)")
+        overrides["alarm"] = args.threshold
+    return DetectorConfig(**overrides)
+
+
+def _load_series(args) -> dict[str, list[tuple[float, float | None]]]:
+    if args.prometheus:
+        if args.csv:
+            raise SeriesError("give a CSV file or --prometheus, not both")
+        if not args.query or not args.start:
+            raise SeriesError("--prometheus needs --query and --start")
+        start = parse_time(args.start)
+        end = parse_time(args.end) if args.end else time.time()
+        if end <= start:
+            raise SeriesError("--end must be after --start")
+        return prometheus_range(args.prometheus, args.query, start, end, args.step)
+    if not args.csv:
+        raise SeriesError("give a CSV file (or '-') or --prometheus with --query")
+    if args.csv == "-":
+        rows = list(iter_csv(sys.stdin, "<stdin>"))
+        return {args.name or "KPI": rows}
+    return {args.name or Path(args.csv).stem: read_csv(args.csv)}
+
+
+def _labels(key: str) -> dict[str, str]:
+    """Labels of a Prometheus series key ``name{a="b",...}``."""
+    if "{" not in key:
+        return {}
+    inner = key[key.index("{") + 1 : key.rindex("}")]
+    labels = {}
+    for part in inner.split('",'):
+        name, _, value = part.partition("=")
+        if name:
+            labels[name.strip()] = value.strip().strip('"')
+    return labels
+
+
+def _load_state(path: str | None) -> dict:
+    if not path or not os.path.exists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except ValueError as exc:
+        raise SeriesError(f"{path}: not a detector state file ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("series", {}), dict):
+        raise SeriesError(f"{path}: not a detector state file")
+    return data.get("series", {})
+
+
+def _save_state(path: str, states: dict) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".detect-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({"series": states}, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        with_suppressed_unlink(tmp)
+        raise
+
+
+def with_suppressed_unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _print_table(rows: list[dict]) -> None:
+    if not rows:
+        return
+    for row in rows:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["timestamp"]))
+        flag = "ANOMALY" if row["anomalous"] else "ok"
+        print(f"{stamp}  {row['series']:<24} {row['score']:.3f}  {flag:<7}  {row['reason']}")
+
+
+def run(args) -> int:
+    config = _config(args)
+    try:
+        series = _load_series(args)
+    except OSError as exc:
+        print(f"selfheal detect: cannot query Prometheus: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        states = _load_state(args.state)
+    except OSError as exc:
+        print(f"selfheal detect: cannot read state: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    out: list[dict] = []
+    latest: dict[str, dict] = {}
+    new_states = dict(states)
+    anomalies = 0
+    for key, points in series.items():
+        kpi = args.name or key
+        if key in states:
+            try:
+                detector = KpiDetector.from_state(states[key], config)
+            except ValueError as exc:
+                raise SeriesError(f"{args.state}: series {key}: {exc}") from None
+            detector.name = kpi
+        else:
+            detector = KpiDetector(config, name=kpi, kind=args.kind)
+        last_t = detector.last_t
+        for t, value in sorted(points, key=lambda p: p[0]):
+            if last_t == last_t and t <= last_t:
+                continue  # already learned in an earlier run
+            found = detector.step(t, value)
+            if found.anomalous:
+                anomalies += 1
+                latest[key] = {"detection": found, "kpi": kpi}
+            if found.anomalous or args.all:
+                out.append({"series": key, **found.as_dict()})
+        new_states[key] = detector.to_state()
+    if args.format == "json":
+        print(json.dumps({"anomalies": anomalies, "points": out}, indent=2))
+    elif args.format == "jsonl":
+        for row in out:
+            print(json.dumps(row))
+    else:
+        _print_table(out)
+        print(f"{anomalies} anomal{'y' if anomalies == 1 else 'ies'} in {len(series)} series")
+    if args.state:
+        try:
+            _save_state(args.state, new_states)
+        except OSError as exc:
+            print(f"selfheal detect: cannot write state: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+    if args.alertmanager and latest:
+        ttl = timedelta(minutes=args.alert_ttl)
+        alerts = [
+            build_alert(item["detection"], item["kpi"], _labels(key), ttl)
+            for key, item in latest.items()
+        ]
+        try:
+            post_alerts(args.alertmanager, alerts)
+        except OSError as exc:
+            print(f"selfheal detect: cannot post to Alertmanager: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"posted {len(alerts)} alert(s) to Alertmanager", file=sys.stderr)
+    return EXIT_ANOMALY if anomalies else EXIT_OK
