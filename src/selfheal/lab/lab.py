@@ -263,6 +263,7 @@ class Lab:
             self._supervisord(host, results[host.name])
         if _write_if_changed(self.spec.inventory, render.inventory_text(self.spec)):
             self._note("files", str(self.spec.inventory.parent))
+        _write_if_changed(self.spec.policy, render.policy_text(self.spec))
         self._wait_ready(hosts, timeout)
         return [results[h.name] for h in hosts]
 

@@ -194,6 +194,10 @@ class LabSpec:
         return self.state_dir / "inventory" / "hosts.yml"
 
     @property
+    def policy(self) -> Path:
+        return self.state_dir / "inventory" / "policy.yml"
+
+    @property
     def client_key(self) -> Path:
         return self.state_dir / "ssh" / "id_ed25519"
 
