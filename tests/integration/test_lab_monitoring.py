@@ -129,3 +129,16 @@ def test_lab_up_with_monitoring_scrapes_the_hosts(tmp_path: Path) -> None:
     assert "prometheus stopped" in down.stdout and "alertmanager stopped" in down.stdout
     assert not [pid for pid in pids if _alive(pid)]
     assert not state.exists()
+
+
+def test_lab_alertmanager_config_authenticates_to_the_dispatcher(tmp_path: Path) -> None:
+    from selfheal.lab.monitoring import alertmanager_config
+
+    token = tmp_path / "token"
+    token.write_text("secret-token\n")
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(alertmanager_config(MONITORING, token))
+    result = _run(_tool("amtool"), "check-config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"credentials_file: {token}" in config.read_text()
+    assert "secret-token" not in config.read_text()  # the token itself stays in its file

@@ -7,9 +7,13 @@ rules of the checkout's `monitoring/prometheus/rules`. `lab down` stops them by 
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
+
+import yaml
 
 import selfheal
 from selfheal.lab import render
@@ -17,9 +21,36 @@ from selfheal.lab.lab import Lab, LabError, _wait, http_ok, pid_alive, terminate
 
 
 def repo_monitoring_dir() -> Path | None:
-    """`monitoring/` of the checkout this package runs from (src layout), if there is one."""
-    candidate = Path(selfheal.__file__).resolve().parents[2] / "monitoring"
-    return candidate if (candidate / "prometheus" / "rules").is_dir() else None
+    """`monitoring/` of the checkout this package runs from (src layout), else the copy the
+    wheel ships inside the package."""
+    package = Path(selfheal.__file__).resolve().parent
+    for candidate in (package.parents[1] / "monitoring", package / "monitoring"):
+        if (candidate / "prometheus" / "rules").is_dir():
+            return candidate
+    return None
+
+
+def dispatcher_token(spec) -> Path:
+    """The bearer token Alertmanager presents to the dispatcher (made once, mode 0600)."""
+    path = spec.monitoring_dir / "dispatcher-token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+    return path
+
+
+def alertmanager_config(source: Path, token_file: Path) -> str:
+    """The repository's Alertmanager config, with every webhook authenticating by token."""
+    config = yaml.safe_load((source / "alertmanager" / "alertmanager.yml").read_text())
+    for receiver in config.get("receivers") or []:
+        for webhook in receiver.get("webhook_configs") or []:
+            webhook.setdefault("http_config", {})["authorization"] = {
+                "type": "Bearer",
+                "credentials_file": str(token_file),
+            }
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def _binary(*names: str) -> str:
@@ -44,7 +75,7 @@ def start(lab: Lab, source: Path | None = None, timeout: float = 30.0) -> list[s
         shutil.rmtree(rules)
     shutil.copytree(source / "prometheus" / "rules", rules)
     (mdir / "prometheus.yml").write_text(render.prometheus_config_text(spec, rules))
-    shutil.copyfile(source / "alertmanager" / "alertmanager.yml", mdir / "alertmanager.yml")
+    (mdir / "alertmanager.yml").write_text(alertmanager_config(source, dispatcher_token(spec)))
     lab._save()
     daemons = {
         "alertmanager": (
