@@ -473,8 +473,9 @@ class Lab:
     def down(self) -> list[str]:
         """Remove everything recorded (and anything the plan names that is still there)."""
         done: list[str] = []
-        from selfheal.lab import monitoring  # local: monitoring imports this module
+        from selfheal.lab import dispatcher, monitoring  # local: they import this module
 
+        done += dispatcher.stop(self)
         done += monitoring.stop(self)
         pids = self.record.get("pids", {})
         # supervisord first (it stops its programs), then sshd; all hosts at once.

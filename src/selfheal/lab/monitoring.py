@@ -8,6 +8,7 @@ rules of the checkout's `monitoring/prometheus/rules`. `lab down` stops them by 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -41,11 +42,14 @@ def dispatcher_token(spec) -> Path:
     return path
 
 
-def alertmanager_config(source: Path, token_file: Path) -> str:
-    """The repository's Alertmanager config, with every webhook authenticating by token."""
+def alertmanager_config(source: Path, token_file: Path, dispatcher_port: int | None = None) -> str:
+    """The repository's Alertmanager config, with every webhook authenticating by token (and
+    pointed at the dispatcher's port when the lab runs it on another one)."""
     config = yaml.safe_load((source / "alertmanager" / "alertmanager.yml").read_text())
     for receiver in config.get("receivers") or []:
         for webhook in receiver.get("webhook_configs") or []:
+            if dispatcher_port is not None:
+                webhook["url"] = re.sub(r":\d+/", f":{dispatcher_port}/", webhook["url"], count=1)
             webhook.setdefault("http_config", {})["authorization"] = {
                 "type": "Bearer",
                 "credentials_file": str(token_file),
@@ -62,7 +66,9 @@ def _binary(*names: str) -> str:
     )
 
 
-def start(lab: Lab, source: Path | None = None, timeout: float = 30.0) -> list[str]:
+def start(
+    lab: Lab, source: Path | None = None, timeout: float = 30.0, dispatcher_port: int | None = None
+) -> list[str]:
     source = source or repo_monitoring_dir()
     if source is None:
         raise LabError("no monitoring/ directory found beside the package; pass --monitoring-dir")
@@ -75,7 +81,9 @@ def start(lab: Lab, source: Path | None = None, timeout: float = 30.0) -> list[s
         shutil.rmtree(rules)
     shutil.copytree(source / "prometheus" / "rules", rules)
     (mdir / "prometheus.yml").write_text(render.prometheus_config_text(spec, rules))
-    (mdir / "alertmanager.yml").write_text(alertmanager_config(source, dispatcher_token(spec)))
+    (mdir / "alertmanager.yml").write_text(
+        alertmanager_config(source, dispatcher_token(spec), dispatcher_port)
+    )
     lab._save()
     daemons = {
         "alertmanager": (
