@@ -27,7 +27,7 @@ DEFAULTS = (
     ("season_alpha", 0.25),
     ("season_min_visits", 3),
     ("spread_alpha", 0.01),
-    ("spread_floor", 0.05),
+    ("spread_floor", 0.02),
     ("surprise_cap", 1000.0),
     ("record_decay", 0.9995),
     ("surprise_weight", 0.1),
@@ -58,7 +58,7 @@ class DetectorConfig(object):
             raise ValueError("alarm must be in (0, 1)")
 
     def as_dict(self):
-        return dict((key, getattr(self, key)) for key, _ in DEFAULTS)
+        return dict((item[0], getattr(self, item[0])) for item in DEFAULTS)
 
 
 def context_label(model, t):
@@ -110,7 +110,7 @@ class KpiDetector(object):
 
     def update(self, t, x):
         """Score the point against the model so far, then learn it."""
-        if x is None or x != x or x in (math.inf, -math.inf):
+        if x is None or not math.isfinite(x):
             self._why = ()
             return 0.0
         cfg = self.config

@@ -175,7 +175,7 @@ def run_module(params, check_mode=False, now=None):
     anomalies = []
     learned = 0
     for t, value in sorted(points, key=lambda p: p[0]):
-        if last_t == last_t and t <= last_t:
+        if not math.isnan(last_t) and t <= last_t:
             continue  # learned already
         found = detector.step(t, value)
         if found["value"] is not None:

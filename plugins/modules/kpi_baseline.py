@@ -79,7 +79,7 @@ attributes:
     platforms: posix
 notes:
   - Runs on the target with the Python standard library only.
-  - RV(changed) is true when new points were learned (or would be, in check mode).
+  - C(changed) is true when new points were learned (or would be, in check mode).
 seealso:
   - name: selfheal detection documentation
     description: The method, its parameters and its NAB scores.

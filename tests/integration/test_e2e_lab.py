@@ -75,7 +75,8 @@ def lab(tmp_path_factory):
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
         assert f"she{TAG}" not in links
         assert not [pid for pid in pids if _running(pid)]
-        assert not spec.state_dir.exists() or not any(spec.state_dir.iterdir())
+        left = sorted(p.name for p in spec.state_dir.iterdir()) if spec.state_dir.exists() else []
+        assert not left, left
 
 
 def test_killed_service_is_healed_on_exactly_that_host(lab: Lab) -> None:

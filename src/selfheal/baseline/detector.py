@@ -46,7 +46,7 @@ class DetectorConfig:
     season_alpha: float = 0.25  # weight of a new visit in a seasonal bucket
     season_min_visits: int = 3  # visits before a seasonal bucket may predict
     spread_alpha: float = 0.01  # weight of the newest value in the series' usual spread
-    spread_floor: float = 0.05  # usual errors are at least this fraction of the spread
+    spread_floor: float = 0.02  # usual errors are at least this fraction of the spread
     surprise_cap: float = 1000.0  # surprise (error over usual error) is capped here
     record_decay: float = 0.9995  # per point: how fast the record surprise is forgotten
     surprise_weight: float = 0.1  # weight of a surprise beyond the record
@@ -165,7 +165,7 @@ class KpiDetector:
 
     def update(self, t: float, x: float | None) -> float:
         """Score the point against the model so far, then learn it."""
-        if x is None or x != x or x in (math.inf, -math.inf):
+        if x is None or not math.isfinite(x):
             self._why = ()
             return 0.0
         cfg = self.config

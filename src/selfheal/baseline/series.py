@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
@@ -81,16 +82,28 @@ def prometheus_range(
     end: float,
     step: str,
     timeout: float = 30.0,
-) -> dict[str, list[tuple[float, float | None]]]:
-    """Series of a Prometheus range query (``/api/v1/query_range``), keyed by label set.
+) -> dict[str, tuple[dict[str, str], list[tuple[float, float | None]]]]:
+    """Series of a Prometheus range query (``/api/v1/query_range``): key -> (labels, points).
+
+    The key is the series' name and label set, as Prometheus prints it.
 
     Raises OSError when Prometheus cannot be reached, SeriesError on a bad answer.
     """
     params = urllib.parse.urlencode({"query": query, "start": start, "end": end, "step": step})
     full = url.rstrip("/") + "/api/v1/query_range?" + params
     request = urllib.request.Request(full, headers={"Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        body = response.read()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        # Prometheus answers a bad query with 400/422 and a JSON error: an input error.
+        try:
+            answer = json.loads(exc.read())
+        except ValueError:
+            raise exc from None
+        if isinstance(answer, dict) and answer.get("error"):
+            raise SeriesError(f"Prometheus query failed: {answer['error']}") from None
+        raise
     try:
         answer = json.loads(body)
     except ValueError as exc:
@@ -101,7 +114,7 @@ def prometheus_range(
     data = answer.get("data") or {}
     if data.get("resultType") != "matrix":
         raise SeriesError(f"expected a matrix result, got {data.get('resultType')!r}")
-    series: dict[str, list[tuple[float, float | None]]] = {}
+    series: dict[str, tuple[dict[str, str], list[tuple[float, float | None]]]] = {}
     for item in data.get("result") or []:
         labels = item.get("metric") or {}
         name = labels.get("__name__", "")
@@ -110,5 +123,5 @@ def prometheus_range(
         points = []
         for stamp, text in item.get("values") or []:
             points.append((float(stamp), parse_value(str(text))))
-        series[key or query] = points
+        series[key or query] = ({str(k): str(v) for k, v in labels.items()}, points)
     return series

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -72,7 +73,8 @@ def _config(args) -> DetectorConfig:
     return DetectorConfig(**overrides)
 
 
-def _load_series(args) -> dict[str, list[tuple[float, float | None]]]:
+def _load_series(args) -> dict[str, tuple[dict[str, str], list[tuple[float, float | None]]]]:
+    """Series to score: key -> (labels, points)."""
     if args.prometheus:
         if args.csv:
             raise SeriesError("give a CSV file or --prometheus, not both")
@@ -87,21 +89,8 @@ def _load_series(args) -> dict[str, list[tuple[float, float | None]]]:
         raise SeriesError("give a CSV file (or '-') or --prometheus with --query")
     if args.csv == "-":
         rows = list(iter_csv(sys.stdin, "<stdin>"))
-        return {args.name or "KPI": rows}
-    return {args.name or Path(args.csv).stem: read_csv(args.csv)}
-
-
-def _labels(key: str) -> dict[str, str]:
-    """Labels of a Prometheus series key ``name{a="b",...}``."""
-    if "{" not in key:
-        return {}
-    inner = key[key.index("{") + 1 : key.rindex("}")]
-    labels = {}
-    for part in inner.split('",'):
-        name, _, value = part.partition("=")
-        if name:
-            labels[name.strip()] = value.strip().strip('"')
-    return labels
+        return {args.name or "KPI": ({}, rows)}
+    return {args.name or Path(args.csv).stem: ({}, read_csv(args.csv))}
 
 
 def _load_state(path: str | None) -> dict:
@@ -125,11 +114,11 @@ def _save_state(path: str, states: dict) -> None:
             json.dump({"series": states}, handle)
         os.replace(tmp, path)
     except BaseException:
-        with_suppressed_unlink(tmp)
+        _unlink_quietly(tmp)
         raise
 
 
-def with_suppressed_unlink(path: str) -> None:
+def _unlink_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
 
@@ -159,7 +148,7 @@ def run(args) -> int:
     latest: dict[str, dict] = {}
     new_states = dict(states)
     anomalies = 0
-    for key, points in series.items():
+    for key, (labels, points) in series.items():
         kpi = args.name or key
         if key in states:
             try:
@@ -171,12 +160,12 @@ def run(args) -> int:
             detector = KpiDetector(config, name=kpi, kind=args.kind)
         last_t = detector.last_t
         for t, value in sorted(points, key=lambda p: p[0]):
-            if last_t == last_t and t <= last_t:
+            if not math.isnan(last_t) and t <= last_t:
                 continue  # already learned in an earlier run
             found = detector.step(t, value)
             if found.anomalous:
                 anomalies += 1
-                latest[key] = {"detection": found, "kpi": kpi}
+                latest[key] = {"detection": found, "kpi": kpi, "labels": labels}
             if found.anomalous or args.all:
                 out.append({"series": key, **found.as_dict()})
         new_states[key] = detector.to_state()
@@ -197,8 +186,8 @@ def run(args) -> int:
     if args.alertmanager and latest:
         ttl = timedelta(minutes=args.alert_ttl)
         alerts = [
-            build_alert(item["detection"], item["kpi"], _labels(key), ttl)
-            for key, item in latest.items()
+            build_alert(item["detection"], item["kpi"], item["labels"], ttl)
+            for item in latest.values()
         ]
         try:
             post_alerts(args.alertmanager, alerts)

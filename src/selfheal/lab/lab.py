@@ -541,7 +541,9 @@ class Lab:
         done = []
         targets = [spec.state_dir / "hosts", spec.inventory.parent, spec.client_key.parent]
         targets.append(spec.monitoring_dir)
-        for path in targets:
+        recorded = [Path(p) for p in self.record.get("created", {}).get("files", [])]
+        targets += [p for p in recorded if p.resolve().is_relative_to(spec.state_dir.resolve())]
+        for path in dict.fromkeys(targets):  # once each, in order
             if path.exists():
                 shutil.rmtree(path)
                 done.append(f"removed {path}")

@@ -32,7 +32,7 @@ class Recorder(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         self.server.requests.append(("GET", url.path, parse_qs(url.query)))
         body = json.dumps(self.server.prometheus_answer).encode()
-        self._reply(200, body)
+        self._reply(self.server.prometheus_status, body)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
@@ -56,6 +56,7 @@ def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     httpd.requests = []
     httpd.prometheus_answer = {}
+    httpd.prometheus_status = 200
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
@@ -178,6 +179,7 @@ def test_unreachable_prometheus_is_a_failure(capsys) -> None:
 
 def test_prometheus_error_answer_is_an_input_error(server, capsys) -> None:
     server.prometheus_answer = {"status": "error", "error": "parse error"}
+    server.prometheus_status = 400
     args = ["detect", "--prometheus", url_of(server), "--query", "up(", "--start", "0"]
     assert main(args) == 2
     assert "parse error" in capsys.readouterr().err
