@@ -89,7 +89,9 @@ def load_entry(role_dir: Path) -> Entry:
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(unknown)}", where)
     if doc["risk"] not in RISKS:
-        raise ConfigError(f"must be one of {', '.join(RISKS)}; got {doc['risk']!r}", f"{where}.risk")
+        raise ConfigError(
+            f"must be one of {', '.join(RISKS)}; got {doc['risk']!r}", f"{where}.risk"
+        )
     cost = doc["cost"]
     if isinstance(cost, bool) or not isinstance(cost, int | float) or cost < 0:
         raise ConfigError(f"must be a number >= 0; got {cost!r}", f"{where}.cost")

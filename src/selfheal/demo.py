@@ -35,6 +35,7 @@ import yaml
 from selfheal import runner
 from selfheal.audit import AuditTrail, Keyring, verify
 from selfheal.errors import SelfhealError
+from selfheal.lab.heal_loop import LoopReport
 from selfheal.policy import Decision, MemoryState, Request, evaluate, load_policy
 from selfheal.policy.inventory import inventory_from_data
 from selfheal.supervisor import Program, Supervisor
@@ -340,3 +341,32 @@ def run_demo(
         decision=decision_dict,
         audit=audit,
     )
+
+
+def run_lab_demo(
+    state_dir: Path | None = None, hosts: int = 3, echo: Callable[[str], None] = print
+) -> tuple[LoopReport, Path]:
+    """The demo on the lab: every component real, the alert path included.
+
+    Brings up the lab (network-namespace hosts with sshd and supervisord), Prometheus and
+    Alertmanager, and `selfheal serve` on the lab's policy; kills the web service on lab2 and
+    follows it to a verified heal. The lab is left running for exploration.
+    """
+    from selfheal.lab import dispatcher, heal_loop, monitoring
+    from selfheal.lab.lab import Lab
+    from selfheal.lab.plan import LabSpec, default_state_dir
+
+    spec = LabSpec(state_dir=Path(state_dir or default_state_dir()), hosts=hosts)
+    existing = Lab.existing(spec.state_dir)
+    lab = existing if existing is not None else Lab(spec)
+    echo(f"selfheal demo: lab in {lab.spec.state_dir}")
+    for line in (
+        [f"{r.name}: {', '.join(r.actions) or 'already up'}" for r in lab.up()]
+        + monitoring.start(lab)
+        + dispatcher.start(lab)
+    ):
+        echo(f"  {line}")
+    echo("watching: Prometheus scrapes every 5 s, ServiceDown fires after 10 s, Alertmanager")
+    echo("groups for 5 s, then the dispatcher decides and runs heal_service.yml over SSH")
+    report = heal_loop.kill_and_watch(lab, host_index=min(2, lab.spec.hosts), echo=echo)
+    return report, lab.spec.state_dir

@@ -36,7 +36,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_demo_heals_the_killed_service_and_cleans_up(tmp_path: Path) -> None:
-    run = _selfheal("demo", "--json", "--state-dir", str(tmp_path))
+    run = _selfheal("demo", "--local", "--json", "--state-dir", str(tmp_path))
     assert run.returncode == 0, run.stdout + run.stderr
     report = json.loads(run.stdout)
     assert report["healed"] is True
@@ -71,7 +71,7 @@ def test_demo_heals_the_killed_service_and_cleans_up(tmp_path: Path) -> None:
 
 
 def test_demo_keep_leaves_the_service_running_until_the_next_run_stops_it(tmp_path: Path) -> None:
-    run = _selfheal("demo", "--json", "--keep", "--state-dir", str(tmp_path))
+    run = _selfheal("demo", "--local", "--json", "--keep", "--state-dir", str(tmp_path))
     assert run.returncode == 0, run.stdout + run.stderr
     pid = int((tmp_path / "supervisor" / "supervisord.pid").read_text())
     try:
@@ -86,4 +86,4 @@ def test_demo_keep_leaves_the_service_running_until_the_next_run_stops_it(tmp_pa
 def test_demo_help() -> None:
     run = _selfheal("demo", "--help")
     assert run.returncode == 0
-    assert "--keep" in run.stdout and "MTTD" in run.stdout
+    assert "--keep" in run.stdout and "--local" in run.stdout and "MTTD" in run.stdout

@@ -5,6 +5,7 @@ new certificate (verified with cert_min_days); check mode and a second run chang
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import shutil
 import socket
 import ssl
@@ -85,12 +86,20 @@ def _pki(tmp: Path) -> dict[str, Path]:
         .not_valid_before(now - dt.timedelta(days=88))
         .not_valid_after(now + dt.timedelta(days=2))  # expires in two days
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())
     )
-    paths = {k: tmp / n for k, n in (("ca", "ca.crt"), ("ca_key", "ca.key"), ("cert", "web.crt"), ("key", "web.key"))}
+    paths = {
+        k: tmp / n
+        for k, n in (
+            ("ca", "ca.crt"),
+            ("ca_key", "ca.key"),
+            ("cert", "web.crt"),
+            ("key", "web.key"),
+        )
+    }
     paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     _write_key(ca_key, paths["ca_key"])
     paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -101,9 +110,11 @@ def _pki(tmp: Path) -> dict[str, Path]:
 def _served_not_after(port: int, ca: Path) -> dt.datetime:
     context = ssl.create_default_context(cafile=str(ca))
     context.check_hostname = False
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with context.wrap_socket(raw) as tls:
-            der = tls.getpeercert(binary_form=True)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
     return x509.load_der_x509_certificate(der).not_valid_after_utc
 
 

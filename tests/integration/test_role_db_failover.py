@@ -129,9 +129,9 @@ def _policy(lab) -> Path:
 
 
 def _failover(lab, *args: str, **extra) -> subprocess.CompletedProcess:
+    servers = {"primary": "lab1", "replica": "lab2"} if "target" not in extra else {}
     extra_vars = {
-        "primary": "lab1",
-        "replica": "lab2",
+        **servers,
         "selfheal_db_password": lab["password"],
         "selfheal_db_failover": {
             "client_hosts": ["lab3"],
@@ -251,7 +251,9 @@ def test_failover_promotes_the_replica_without_losing_rows(lab) -> None:
     data_dir = Path(lab["hosts"]["lab1"]["selfheal_services"]["postgres"]["data_dir"])
     assert (data_dir / "standby.signal").exists()
 
-    again = _failover(lab, selfheal_decision="approved")
+    # As the dispatcher runs it: only the failed primary as target, the replica from the
+    # inventory (selfheal_postgres_role).
+    again = _failover(lab, target="lab1", selfheal_decision="approved")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "changed=0" in _recap(again.stdout)
     assert "failed=0" in _recap(again.stdout)

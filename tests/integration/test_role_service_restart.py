@@ -148,6 +148,8 @@ def test_crash_loop_stops_restarting_and_escalates(supervisor: Supervisor, tmp_p
 def test_check_mode_does_not_count_a_restart(supervisor: Supervisor, tmp_path: Path) -> None:
     state_dir = tmp_path / "restarts"
     _crash(supervisor)
-    result = run_playbook(CRASHLOOP, extra_vars=_vars(supervisor, state_dir=str(state_dir)), check=True)
+    result = run_playbook(
+        CRASHLOOP, extra_vars=_vars(supervisor, state_dir=str(state_dir)), check=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert not state_dir.exists()

@@ -54,7 +54,9 @@ def test_every_role_has_argument_specs(role: Path) -> None:
 
 def test_only_declared_setup_roles_are_not_runbooks() -> None:
     undeclared = {p.name for p in ALL_ROLES if not (p / "meta/selfheal.yml").is_file()}
-    assert undeclared <= NOT_RUNBOOKS, f"roles without meta/selfheal.yml: {undeclared - NOT_RUNBOOKS}"
+    assert undeclared <= NOT_RUNBOOKS, (
+        f"roles without meta/selfheal.yml: {undeclared - NOT_RUNBOOKS}"
+    )
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
@@ -171,7 +173,9 @@ def test_policy_runbooks_and_table() -> None:
     runbooks = policy_runbooks(entries)
     assert runbooks["heal_service"]["risk"] == "low"
     table = markdown_table(entries)
-    assert table.startswith("| runbook | what it fixes | risk tier | where it runs | how it verifies |")
+    assert table.startswith(
+        "| runbook | what it fixes | risk tier | where it runs | how it verifies |"
+    )
     assert table.count("\n") == len(entries) + 2
 
 
