@@ -366,7 +366,7 @@ def run_lab_demo(
         + dispatcher.start(lab)
     ):
         echo(f"  {line}")
-    echo("watching: Prometheus scrapes every 5 s, ServiceDown fires after 10 s, Alertmanager")
-    echo("groups for 5 s, then the dispatcher decides and runs heal_service.yml over SSH")
+    echo("watching: Prometheus scrapes every 2 s, ServiceDown fires after 4 s down, Alertmanager")
+    echo("waits 1 s, then the dispatcher decides and runs heal_service.yml over SSH")
     report = heal_loop.kill_and_watch(lab, host_index=min(2, lab.spec.hosts), echo=echo)
     return report, lab.spec.state_dir

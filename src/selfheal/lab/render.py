@@ -234,7 +234,9 @@ def scrape_targets(spec: LabSpec) -> list[dict]:
 
 def prometheus_config(spec: LabSpec, rules_dir: str | Path) -> dict:
     return {
-        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        # Short intervals: a lab of a few hosts can afford them, and they bound detection
+        # (scrape + rule `for` + evaluation) to seconds.
+        "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
         "alerting": {
             "alertmanagers": [
                 {"static_configs": [{"targets": [f"127.0.0.1:{spec.alertmanager_port}"]}]}
@@ -249,7 +251,7 @@ def prometheus_config(spec: LabSpec, rules_dir: str | Path) -> dict:
             {
                 "job_name": "selfheal-lab-web",
                 "metrics_path": "/metrics",
-                "scrape_timeout": "4s",
+                "scrape_timeout": "1s",
                 "static_configs": scrape_targets(spec),
             },
         ],
