@@ -17,6 +17,7 @@ import socket
 import statistics
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from selfheal.lab import dispatcher, heal_loop, monitoring
@@ -28,6 +29,10 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 def _phase(report, name: str) -> float:
@@ -65,10 +70,24 @@ def main() -> int:
                 fault = _phase(report, "fault")
                 detect, heal = _phase(report, "detect") - fault, _phase(report, "heal")
                 verify = _phase(report, "verify")
-                rows.append((report.mttd_s, report.mttr_s, heal - fault - detect, verify - heal))
+                run = report.incident["runs"][-1]
+                opened = _ts(report.incident["opened_at"])
+                dispatch = _ts(run["started_at"]) - opened  # decision, queue, claim
+                ansible = _ts(run["finished_at"]) - _ts(run["started_at"])  # runner + SSH
+                rows.append(
+                    (
+                        report.mttd_s,
+                        report.mttr_s,
+                        heal - fault - detect,
+                        verify - heal,
+                        dispatch,
+                        ansible,
+                    )
+                )
                 print(
-                    f"run {i + 1} ({report.host}): MTTD {report.mttd_s:5.1f} s  MTTR {report.mttr_s:5.1f} s  "
-                    f"(heal {rows[-1][2]:4.1f} s, verify {rows[-1][3]:4.1f} s)"
+                    f"run {i + 1} ({report.host}): MTTD {report.mttd_s:5.1f} s  "
+                    f"MTTR {report.mttr_s:5.1f} s  (dispatch {dispatch:4.2f} s, ansible run "
+                    f"{ansible:4.1f} s, verify {rows[-1][3]:4.1f} s)"
                 )
                 time.sleep(12)  # let the resolved alert reach the dispatcher first
         finally:
@@ -77,7 +96,12 @@ def main() -> int:
         med = [statistics.median(col) for col in zip(*rows, strict=True)]
         print(
             f"median of {len(rows)}: MTTD {med[0]:.1f} s, MTTR {med[1]:.1f} s "
-            f"(detection {med[0]:.1f} s + heal {med[2]:.1f} s + verify {med[3]:.1f} s)"
+            f"(detection {med[0]:.1f} s + heal {med[2]:.1f} s + verify {med[3]:.1f} s); "
+            f"within heal: dispatch {med[4]:.2f} s, ansible run {med[5]:.1f} s"
+        )
+        print(
+            "detection is bounded by the lab's monitoring settings: scrape every 2 s, "
+            "evaluation every 2 s, ServiceDown `for: 4s`, Alertmanager group_wait 1 s"
         )
     return 0 if len(rows) == args.runs else 1
 
