@@ -277,6 +277,10 @@ class Dispatcher:
             self._approved(item[1], item[2])
         elif kind == "redecide":
             self.decide(item[1])
+        elif kind == "slot_freed":  # deferred incidents may run now: evaluate them at once
+            for incident_id in self._deferred:
+                self._deferred[incident_id] = 0.0
+            self._reevaluate_due()
 
     def _accepted(self, alert: Alert, result: AcceptResult) -> None:
         if result.decision in ("new", "reopened") and result.incident_id is not None:
@@ -514,7 +518,7 @@ class Dispatcher:
                 return root
         return None
 
-    def _tick(self) -> None:
+    def _reevaluate_due(self) -> None:
         now = time.monotonic()
         due_now = [i for i, due in self._deferred.items() if due <= now]
         for incident_id in due_now[:MAX_REEVALUATIONS]:  # the rest wait for the next tick
@@ -524,6 +528,9 @@ class Dispatcher:
                     self._approved(incident_id, "earlier")
                 else:
                     self.decide(incident_id, reevaluation=True)
+
+    def _tick(self) -> None:
+        self._reevaluate_due()
         for request_id in list(self._approvals):
             status = approval_status(self.state, request_id)
             if status.status == "pending":
@@ -905,6 +912,8 @@ class Dispatcher:
             log.warning("finish failed", extra={"run_id": run.id, "error": str(exc)})
             return
         self.metrics.runs.inc(outcome=status)
+        if ok:
+            self._release(run, ok=True)  # first: a waiting incident may take the slot
         self._audit(
             "run.finish",
             incident_id=run.incident_id,
@@ -921,9 +930,7 @@ class Dispatcher:
                     {"incident_id": run.incident_id, "run_id": run.id, "attempt": run.attempts},
                 )
             )
-        if ok:
-            self._release(run, ok=True)
-        else:
+        if not ok:
             self._after_failure(run, reason)
 
     def _verify(self, run: Run, runbook, service: str, env: dict) -> tuple[bool, str]:
@@ -984,6 +991,7 @@ class Dispatcher:
             self.state.release(decision.request_id)
         else:
             finish_run(self.state, decision, ok, datetime.now(UTC))
+        self._pipeline_q.put(("slot_freed",))
 
     # -- audit ------------------------------------------------------------------------------
 
