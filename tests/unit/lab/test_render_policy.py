@@ -3,7 +3,7 @@ restart a down web service on exactly the host the alert names."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -23,7 +23,7 @@ def test_lab_policy_is_valid_and_routes_service_down_to_the_named_host(tmp_path:
         policy,
         Request(labels=labels, inventory=inventory),
         MemoryState(),
-        datetime.now(timezone.utc),
+        datetime.now(UTC),
     )
     assert decision.mode == "auto", decision.to_dict()
     assert decision.target == "lab2" and decision.runbook == "restart_service"
@@ -38,7 +38,7 @@ def test_lab_policy_refuses_a_host_outside_the_lab(tmp_path: Path) -> None:
         policy,
         Request(labels=labels, inventory=inventory),
         MemoryState(),
-        datetime.now(timezone.utc),
+        datetime.now(UTC),
     )
     assert decision.mode == "deny"
     assert any(r.code == "inventory" and r.effect == "deny" for r in decision.reasons)
