@@ -35,6 +35,8 @@ VERBS: tuple[str, ...] = (
     "gitops",
     "lab",
     "policy",
+    "postmortem",
+    "report",
     "serve",
     "version",
 )

@@ -1,0 +1,86 @@
+"""`selfheal report`: MTTD/MTTR, automation success rate and outcome mix over a period."""
+
+from __future__ import annotations
+
+import json
+
+from selfheal.policy.model import parse_time
+from selfheal.reporting import collect, summarise
+from selfheal.reporting.cli_common import open_existing_store
+from selfheal.reporting.facts import fmt_duration
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="incident statistics: MTTD, MTTR, outcomes, runbooks",
+        description="MTTD and MTTR (median, p90) per service and per runbook, the "
+        "automation success rate, the outcome mix, and runbooks never used or failing "
+        "often, for incidents opened in [--since, --until).",
+    )
+    parser.add_argument("--store", required=True, metavar="PATH", help="store file or URL")
+    parser.add_argument("--since", metavar="TIME", help="ISO 8601 (default: the beginning)")
+    parser.add_argument("--until", metavar="TIME", help="ISO 8601 (default: now)")
+    parser.add_argument(
+        "--policy", metavar="FILE", help="policy.yml, to list runbooks that never ran"
+    )
+    parser.add_argument(
+        "--format", choices=("table", "json"), default="table", help="output format"
+    )
+    parser.set_defaults(func=run)
+
+
+def _stat_row(name: str, row: dict) -> str:
+    mttd, mttr = row["mttd_s"], row["mttr_s"]
+    cells = [
+        fmt_duration(mttd["median"]),
+        fmt_duration(mttd["p90"]),
+        fmt_duration(mttr["median"]),
+        fmt_duration(mttr["p90"]),
+    ]
+    return f"  {name:<24} {row['incidents']:>9} " + " ".join(f"{c:>10}" for c in cells)
+
+
+def render_table(data: dict) -> str:
+    auto = data["automation"]
+    rate = "-" if auto["success_rate"] is None else f"{auto['success_rate'] * 100:.1f}%"
+    lines = [
+        f"incidents: {data['incidents']}",
+        f"automation: {auto['succeeded']}/{auto['attempted']} succeeded ({rate})",
+        "",
+        "outcomes:",
+    ]
+    lines += [f"  {name:<24} {count:>6}" for name, count in data["outcomes"].items()]
+    header = f"  {'':<24} {'incidents':>9} " + " ".join(
+        f"{h:>10}" for h in ("MTTD p50", "MTTD p90", "MTTR p50", "MTTR p90")
+    )
+    for title, key in (("per service:", "by_service"), ("per runbook:", "by_runbook")):
+        lines += ["", title, header]
+        lines += [_stat_row(name, row) for name, row in data[key].items()] or ["  (none)"]
+    books = data["runbooks"]
+    lines += ["", "runbooks never used: " + (", ".join(books["never_used"]) or "-")]
+    failing = [
+        f"{b['runbook']} ({b['failed']}/{b['attempts']} attempts failed)"
+        for b in books["failing_often"]
+    ]
+    lines.append("runbooks failing often: " + (", ".join(failing) or "-"))
+    return "\n".join(lines) + "\n"
+
+
+def run(args) -> int:
+    from selfheal.cli import ExitCode
+
+    since = parse_time(args.since, "--since") if args.since else None
+    until = parse_time(args.until, "--until") if args.until else None
+    runbooks: list[str] = []
+    if args.policy:
+        from selfheal.policy.model import load_policy
+
+        runbooks = list(load_policy(args.policy).runbooks)
+    with open_existing_store(args.store) as store:
+        data = summarise(collect(store, since, until), runbooks)
+    if args.format == "json":
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        print(render_table(data), end="")
+    return ExitCode.OK
