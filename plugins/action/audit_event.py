@@ -12,6 +12,9 @@ import os
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
+# One argument spec: the module file documents it, the action enforces it.
+from ansible_collections.selfheal.core.plugins.modules.audit_event import ARGUMENT_SPEC
+
 try:
     from selfheal.audit import AuditTrail, Keyring, record_hash, canonical
     from selfheal.audit.trail import default_trail
@@ -19,20 +22,6 @@ try:
     HAS_SELFHEAL = True
 except ImportError:
     HAS_SELFHEAL = False
-
-ARGUMENT_SPEC = dict(
-    event=dict(type="str", required=True),
-    target=dict(type="str"),
-    outcome=dict(type="str"),
-    decision=dict(type="str"),
-    reasons=dict(type="list", elements="str", default=[]),
-    data=dict(type="dict", default={}),
-    incident_id=dict(type="str"),
-    run_id=dict(type="str"),
-    actor=dict(type="str"),
-    trail=dict(type="path"),
-    key_file=dict(type="path"),
-)
 
 
 class ActionModule(ActionBase):

@@ -12,6 +12,9 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
+# One argument spec: the module file documents it, the action enforces it.
+from ansible_collections.selfheal.core.plugins.modules.remediation_gate import ARGUMENT_SPEC
+
 try:
     from selfheal.errors import SelfhealError
     from selfheal.policy import MemoryState, Request, SQLiteState, evaluate, load_policy
@@ -23,20 +26,6 @@ try:
 except ImportError as exc:
     HAS_SELFHEAL = False
     SELFHEAL_IMPORT_ERROR = exc
-
-ARGUMENT_SPEC = dict(
-    runbook=dict(type="str", required=True),
-    target=dict(type="str"),
-    service=dict(type="str"),
-    alert_labels=dict(type="dict", default={}),
-    policy_path=dict(type="path"),
-    state_path=dict(type="path"),
-    fail_on_deny=dict(type="bool", default=True),
-    requester=dict(type="str"),
-    request_id=dict(type="str"),
-    break_glass=dict(type="str"),
-    at=dict(type="str"),
-)
 
 
 class ActionModule(ActionBase):

@@ -152,3 +152,37 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class ModuleExit(Exception):
+    """A module's exit_json / fail_json, raised so a test can read the result."""
+
+    def __init__(self, failed: bool, result: dict):
+        super().__init__(result.get("msg", ""))
+        self.failed = failed
+        self.result = result
+
+
+@pytest.fixture
+def module_runner(monkeypatch):
+    """module_runner(main, args, check_mode=False) -> (failed, result) of one module main()."""
+    from ansible.module_utils import basic
+    from ansible.module_utils.testing import patch_module_args
+
+    def exit_json(self, **kwargs):
+        raise ModuleExit(False, kwargs)
+
+    def fail_json(self, **kwargs):
+        raise ModuleExit(True, kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+
+    def run_module(main, args: dict, check_mode: bool = False):
+        if check_mode:
+            args = {**args, "_ansible_check_mode": True}
+        with patch_module_args(args), pytest.raises(ModuleExit) as info:
+            main()
+        return info.value.failed, info.value.result
+
+    return run_module

@@ -9,40 +9,14 @@ import sys
 
 import pytest
 import support
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.selfheal.core.plugins.module_utils import health_probes
 from ansible_collections.selfheal.core.plugins.modules import health_check
 
 
-class Exited(Exception):
-    def __init__(self, failed: bool, result: dict):
-        super().__init__(result.get("msg", ""))
-        self.failed = failed
-        self.result = result
-
-
 @pytest.fixture
-def run(monkeypatch):
+def run(module_runner):
     """run(args, check_mode=False) -> (failed, result) of one health_check main()."""
-
-    def exit_json(self, **kwargs):
-        raise Exited(False, kwargs)
-
-    def fail_json(self, **kwargs):
-        raise Exited(True, kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-
-    def run_module(args: dict, check_mode: bool = False):
-        if check_mode:
-            args = {**args, "_ansible_check_mode": True}
-        with patch_module_args(args), pytest.raises(Exited) as info:
-            health_check.main()
-        return info.value.failed, info.value.result
-
-    return run_module
+    return lambda args, check_mode=False: module_runner(health_check.main, args, check_mode)
 
 
 def flapping():
