@@ -156,6 +156,9 @@ class KpiDetector(object):
                 ex = 0.0
             if ex > 0.0 and self.blk_hi:  # a range needs one full block
                 rn = ex / (self.spread if self.spread > floor else floor)
+                # A new extreme of a short history is weaker evidence than one of a long
+                # history: weigh it by how much of the trailing window is filled.
+                rn *= len(self.blk_hi) / cfg.blocks
                 if rn > r:
                     r = rn
             if r > 0.0:
