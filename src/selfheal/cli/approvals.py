@@ -35,6 +35,12 @@ def register(subparsers) -> None:
     for verdict in ("approve", "deny"):
         sub = actions.add_parser(verdict, help=f"{verdict} a request")
         sub.add_argument("request_id", help="e.g. incident-42")
+        sub.add_argument(
+            "--reason",
+            metavar="TEXT",
+            help="why (recorded with the vote and in the audit trail; tokens with a"
+            " console role must give one)",
+        )
     parser.set_defaults(func=run)
 
 
@@ -50,11 +56,13 @@ def _token(args) -> str:
     return token
 
 
-def call(url: str, token: str, method: str, path: str) -> tuple[int, dict]:
+def call(
+    url: str, token: str, method: str, path: str, body: dict | None = None
+) -> tuple[int, dict]:
     request = urllib.request.Request(
         url.rstrip("/") + path,
         method=method,
-        data=b"{}" if method == "POST" else None,
+        data=json.dumps(body or {}).encode() if method == "POST" else None,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     try:
@@ -74,7 +82,9 @@ def run(args) -> int:
             status, body = call(args.url, token, "GET", "/approvals")
         else:
             rid = urllib.parse.quote(args.request_id, safe="")
-            status, body = call(args.url, token, "POST", f"/approvals/{rid}/{args.action}")
+            vote = {"reason": args.reason} if args.reason else {}
+            path = f"/approvals/{rid}/{args.action}"
+            status, body = call(args.url, token, "POST", path, vote)
     except OSError as exc:
         print(f"selfheal approvals: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 3

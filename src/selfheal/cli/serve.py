@@ -14,7 +14,10 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="run the dispatcher: alert intake, policy-gated remediation, approvals",
-        description="Run the dispatcher. Flags override the --config file. See docs/dispatcher.md.",
+        description=(
+            "Run the dispatcher. Flags override the --config file. SIGHUP (or POST"
+            " /admin/reload) reloads the policy file. See docs/dispatcher.md."
+        ),
     )
     parser.add_argument("--config", metavar="FILE", help="dispatcher config (YAML)")
     parser.add_argument("--listen", metavar="HOST:PORT", help="default 127.0.0.1:9095")

@@ -19,7 +19,10 @@ def build_app(dispatcher: Dispatcher, *, manage_lifecycle: bool = True) -> API:
 
 
 def serve(config: DispatcherConfig) -> None:
-    """Run the dispatcher under uvicorn until SIGINT/SIGTERM."""
+    """Run the dispatcher under uvicorn until SIGINT/SIGTERM; SIGHUP reloads the policy."""
+    import signal
+    import threading
+
     import uvicorn
 
     from selfheal.dispatcher.logs import setup_logging
@@ -39,6 +42,13 @@ def serve(config: DispatcherConfig) -> None:
             timeout_keep_alive=30,
         )
     )
+    if hasattr(signal, "SIGHUP"):  # reload the policy; off the signal handler (it may wait)
+        signal.signal(
+            signal.SIGHUP,
+            lambda *_: threading.Thread(
+                target=dispatcher.reload_on_signal, name="selfheal-reload", daemon=True
+            ).start(),
+        )
     server.run()
 
 

@@ -18,10 +18,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from selfheal.alerts import SOURCES, PayloadError, SubscriptionConfirmation, normalise
+from selfheal.alerts.sns_verify import SignatureError, SNSVerifier
+from selfheal.console.votes import ReasonError, note_reason, parse_reason
 from selfheal.dispatcher.config import Token
 from selfheal.dispatcher.core import Dispatcher
 from selfheal.dispatcher.openapi import openapi
-from selfheal.errors import SelfhealError
+from selfheal.errors import ConfigError, SelfhealError
 from selfheal.health import HealthRegistry, event_loop_responsive, make_asgi_app, thread_alive
 from selfheal.store import Incident, Run
 
@@ -100,6 +102,10 @@ class API:
         self.health.add_readiness("store", dispatcher.ready, timeout=2.0, ttl=1.0)
         self._health_threads: set[str] = set()
         self.app = make_asgi_app(self.health, self._app)
+        self.sns = SNSVerifier(self.config.source("cloudwatch_sns").signing_cert_hosts)
+        from selfheal.console.routes import ConsoleRoutes  # imports this module: late
+
+        self.console = ConsoleRoutes(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
@@ -173,7 +179,8 @@ class API:
             return
         if scope["type"] != "http":
             return
-        self._register_liveness()
+        if len(self._health_threads) <= len(self.d.threads):  # wired once all threads are
+            self._register_liveness()
         try:
             status, body, headers = await self._route(scope, receive)
         except HTTPError as exc:
@@ -245,6 +252,12 @@ class API:
             return 200, run_json(run), []
         if parts and parts[0] == "approvals":
             return await self._approvals(scope, receive, method, parts)
+        if parts == ["admin", "reload"]:
+            _allow(method, "POST")
+            return await self._reload(scope, receive)
+        answer = await self.console.route(scope, method, parts)  # /ui, /whoami, /freeze...
+        if answer is not None:
+            return answer
         raise HTTPError(404, "not found")
 
     # -- intake ---------------------------------------------------------------------------
@@ -256,6 +269,8 @@ class API:
         body = await _read_body(scope, receive, self.config.max_body)
         self._check_source_auth(scope, source, body)
         cfg = self.config.source(source)
+        if source == "cloudwatch_sns" and cfg.verify_signatures:
+            await self._verify_sns(body)
         try:
             result = normalise(source, body, mapping=cfg.mapping if source == "generic" else None)
         except PayloadError as exc:
@@ -264,15 +279,8 @@ class API:
             raise HTTPError(400, str(exc), getattr(exc, "path", None)) from None
         if isinstance(result, SubscriptionConfirmation):
             return await self._subscription(result)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future = loop.create_future()
-
-        def done(results, error) -> None:
-            loop.call_soon_threadsafe(_settle, future, results, error)
-
-        self.d.submit(result, done)
-        try:
-            results = await future
+        try:  # answered only once the group commit holding these alerts is durable
+            results = await self.d.submit_async(result)
         except SelfhealError as exc:
             raise HTTPError(503, f"store unavailable: {exc}") from None
         return (
@@ -322,6 +330,29 @@ class API:
             raise HTTPError(502, f"could not confirm the subscription: {exc}") from None
         self.d.record_subscription(msg.kind, msg.topic_arn, True, "")
         return 200, {"status": "confirmed", "kind": msg.kind, "topic_arn": msg.topic_arn}, []
+
+    async def _verify_sns(self, body: bytes) -> None:
+        try:
+            message = json.loads(body)
+        except ValueError:
+            raise HTTPError(400, "not JSON", "(payload)") from None
+        try:
+            await asyncio.to_thread(self.sns.verify, message)
+        except SignatureError as exc:
+            raise HTTPError(exc.status, f"SNS signature: {exc}", exc.field) from None
+
+    # -- admin ----------------------------------------------------------------------------
+
+    async def _reload(self, scope: Scope, receive: Receive) -> tuple[int, Any, list]:
+        token = self._require(scope, "admin")
+        await _read_body(scope, receive, 64 * 1024)  # nothing expected
+        try:
+            body = await asyncio.to_thread(self.d.reload_policy, token.name if token else "-")
+        except ConfigError as exc:
+            raise HTTPError(400, f"policy not reloaded: {exc}", exc.path) from None
+        except SelfhealError as exc:
+            raise HTTPError(503, str(exc)) from None
+        return 200, body, []
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -382,24 +413,21 @@ class API:
             token = self._require(scope, "approve")
             if token is None:
                 raise HTTPError(403, "approvals need an identity: configure API tokens")
-            await _read_body(scope, receive, 64 * 1024)  # a comment, ignored for now
+            body = await _read_body(scope, receive, 64 * 1024)
+            try:  # console identities must say why; scope-only tokens may
+                reason = parse_reason(body, required=token.console_role is not None)
+            except ReasonError as exc:
+                raise HTTPError(400, str(exc), exc.field) from None
             verdict = parts[2]
             outcome = await asyncio.to_thread(
                 self.d.vote, parts[1][:200], verdict, token.name, token.roles
             )
+            if reason and outcome.status == 200:
+                await asyncio.to_thread(
+                    note_reason, self.d, parts[1][:200], token.name, verdict, reason
+                )
             return outcome.status, outcome.body, []
         raise HTTPError(404, "not found")
-
-
-def _settle(future: asyncio.Future, results, error) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(
-            error if isinstance(error, SelfhealError) else SelfhealError(str(error))
-        )
-    else:
-        future.set_result(results)
 
 
 def _allow(method: str, *allowed: str) -> None:

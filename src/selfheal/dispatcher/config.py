@@ -11,6 +11,7 @@ workers: 2
 tokens:
   - {name: alertmanager, token_file: secrets/am.token, scopes: [intake]}
   - {name: alice, token: "...", roles: [sre-leads], scopes: [read, approve]}
+  - {name: bob, token_file: secrets/bob.token, console_role: viewer}   # docs/console.md
 sources:
   alertmanager: {auth: token}
   grafana: {auth: hmac, hmac_secret_file: secrets/grafana.key,
@@ -31,9 +32,23 @@ from typing import Any
 import yaml
 
 from selfheal.alerts import SOURCES, compile_mapping
+from selfheal.dispatcher.awx import (
+    AWXSettings,
+    RunbookBackend,
+    awx_settings_from_data,
+    backends_from_data,
+)
+from selfheal.dispatcher.tracing import TracingSettings, tracing_settings_from_data
 from selfheal.errors import ConfigError
 
-SCOPES = ("intake", "read", "approve")
+SCOPES = ("intake", "read", "approve", "admin")
+# Console roles (docs/console.md): the one place a role becomes API scopes.
+CONSOLE_ROLES: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"read"}),
+    "operator": frozenset({"read"}),
+    "approver": frozenset({"read", "approve"}),
+    "admin": frozenset(SCOPES),
+}
 AUTH_MODES = ("token", "hmac", "none")
 DEFAULT_LISTEN = "127.0.0.1:9095"
 DEFAULT_HMAC_HEADER = "X-Selfheal-Signature"
@@ -45,6 +60,7 @@ class Token:
     secret: str
     scopes: frozenset[str] = frozenset(SCOPES)
     roles: frozenset[str] = frozenset()
+    console_role: str | None = None  # viewer | operator | approver | admin (sets the scopes)
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,8 @@ class SourceConfig:
     hmac_header: str = DEFAULT_HMAC_HEADER
     mapping: dict[str, Any] | None = None  # generic only
     confirm_subscriptions: bool = False  # cloudwatch_sns only
+    verify_signatures: bool = True  # cloudwatch_sns only: SNS message signatures
+    signing_cert_hosts: tuple[str, ...] = ()  # cloudwatch_sns only: () = sns.<region> hosts
 
 
 @dataclass(frozen=True)
@@ -70,6 +88,25 @@ class PagerDutyConfig:
     routing_key: str
     url: str = "https://events.pagerduty.com"
     timeout_s: float = 10.0
+
+
+PAGER_TARGETS = ("pagerduty", "opsgenie")
+PAGER_URLS = {"pagerduty": "https://events.pagerduty.com", "opsgenie": "https://api.opsgenie.com"}
+
+
+@dataclass(frozen=True)
+class PagerConfig:
+    """Where the incident timeline is mirrored (docs/reporting.md): PagerDuty's Events API v2
+    (`key` is the integration's routing key) or Opsgenie's Alert API (`key` is the API
+    integration's GenieKey). Events wait in the store's outbox until delivered."""
+
+    target: str  # pagerduty | opsgenie
+    key: str
+    url: str
+    timeout_s: float = 10.0
+    base_s: float = 1.0  # retry backoff: uniform(0, min(cap, base * 2**(attempts-1)))
+    cap_s: float = 300.0
+    source: str = "selfheal-dispatcher"
 
 
 @dataclass
@@ -93,8 +130,12 @@ class DispatcherConfig:
     sources: dict[str, SourceConfig] = field(default_factory=dict)
     retry: RetryConfig = field(default_factory=RetryConfig)
     pagerduty: PagerDutyConfig | None = None
+    pager: PagerConfig | None = None  # `pager:`, or made from the older `pagerduty:`
     allow_unauthenticated: bool = False
     log_level: str = "INFO"
+    awx: AWXSettings | None = None
+    runbooks: dict[str, RunbookBackend] = field(default_factory=dict)  # backend per runbook
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     base_dir: Path = field(default_factory=Path.cwd)
 
     def host_port(self) -> tuple[str, int]:
@@ -181,7 +222,7 @@ def _token(raw: Any, i: int, base: Path) -> Token:
     where = f"tokens[{i}]"
     if not isinstance(raw, dict):
         raise ConfigError("must be a mapping", where)
-    unknown = set(raw) - {"name", "token", "token_file", "scopes", "roles"}
+    unknown = set(raw) - {"name", "token", "token_file", "scopes", "roles", "console_role"}
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}", where)
     name = raw.get("name")
@@ -192,13 +233,18 @@ def _token(raw: Any, i: int, base: Path) -> Token:
         raise ConfigError("missing token or token_file", where)
     if len(secret) < 16:
         raise ConfigError("must be at least 16 characters", f"{where}.token")
-    scopes = raw.get("scopes", list(SCOPES))
+    console_role = raw.get("console_role")
+    if console_role is not None and console_role not in CONSOLE_ROLES:
+        raise ConfigError(f"must be one of {', '.join(CONSOLE_ROLES)}", f"{where}.console_role")
+    if console_role is not None and "scopes" in raw:
+        raise ConfigError("give scopes or console_role, not both", where)
+    scopes = raw.get("scopes", list(CONSOLE_ROLES[console_role] if console_role else SCOPES))
     if not isinstance(scopes, list) or any(s not in SCOPES for s in scopes):
         raise ConfigError(f"must be a list of {', '.join(SCOPES)}", f"{where}.scopes")
     roles = raw.get("roles", [])
     if not isinstance(roles, list) or any(not isinstance(r, str) for r in roles):
         raise ConfigError("must be a list of strings", f"{where}.roles")
-    return Token(name, secret, frozenset(scopes), frozenset(roles))
+    return Token(name, secret, frozenset(scopes), frozenset(roles), console_role)
 
 
 def _source(name: str, raw: Any, base: Path) -> SourceConfig:
@@ -217,6 +263,8 @@ def _source(name: str, raw: Any, base: Path) -> SourceConfig:
         "hmac_header",
         "mapping",
         "confirm_subscriptions",
+        "verify_signatures",
+        "signing_cert_hosts",
     }
     unknown = set(raw) - known
     if unknown:
@@ -240,8 +288,22 @@ def _source(name: str, raw: Any, base: Path) -> SourceConfig:
         hmac_header=str(raw.get("hmac_header", DEFAULT_HMAC_HEADER)),
         mapping=mapping,
         confirm_subscriptions=bool(raw.get("confirm_subscriptions", False)),
+        verify_signatures=bool(raw.get("verify_signatures", True)),
+        signing_cert_hosts=_cert_hosts(
+            raw.get("signing_cert_hosts"), f"{where}.signing_cert_hosts"
+        ),
     )
 
+
+def _cert_hosts(raw: Any, where: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or any(not isinstance(h, str) or not h for h in raw):
+        raise ConfigError("must be a list of host names", where)
+    return tuple(raw)
+
+
+_BACKEND_KEYS = ("awx", "runbooks", "tracing")  # parsed by dispatcher.awx and .tracing
 
 _SIMPLE = {
     "listen": str,
@@ -270,7 +332,7 @@ def config_from_data(data: Any, base_dir: Path | None = None) -> DispatcherConfi
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("the dispatcher config must be a mapping", "(config)")
-    known = {*_SIMPLE, "tokens", "sources", "retry", "pagerduty"}
+    known = {*_SIMPLE, "tokens", "sources", "retry", "pagerduty", "pager", *_BACKEND_KEYS}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}", "(config)")
@@ -309,7 +371,61 @@ def config_from_data(data: Any, base_dir: Path | None = None) -> DispatcherConfi
         cfg.pagerduty = PagerDutyConfig(
             key, str(pd.get("url", PagerDutyConfig.url)), float(pd.get("timeout_s", 10.0))
         )
+        cfg.pager = PagerConfig("pagerduty", key, cfg.pagerduty.url, cfg.pagerduty.timeout_s)
+    if data.get("pager") is not None:
+        if pd is not None:
+            raise ConfigError("give pager or the older pagerduty, not both", "pager")
+        cfg.pager = _pager(data["pager"], base)
+    cfg.awx = awx_settings_from_data(data.get("awx"), base)
+    cfg.runbooks = backends_from_data(data.get("runbooks"), cfg.awx)
+    cfg.tracing = tracing_settings_from_data(data.get("tracing"))
     return cfg
+
+
+def _pager(raw: Any, base: Path) -> PagerConfig:
+    """```yaml
+    pager:
+      target: pagerduty            # or opsgenie
+      routing_key_file: secrets/pd.key   # pagerduty (or routing_key)
+      api_key_file: secrets/og.key       # opsgenie (or api_key)
+      url: https://events.pagerduty.com  # default per target
+      timeout_s: 10
+      retry: {base_s: 1, cap_s: 300}
+    ```"""
+    if not isinstance(raw, dict):
+        raise ConfigError("must be a mapping", "pager")
+    known = {"target", "routing_key", "routing_key_file", "api_key", "api_key_file", "url"}
+    unknown = set(raw) - known - {"timeout_s", "retry", "source"}
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}", "pager")
+    target = raw.get("target", "pagerduty")
+    if target not in PAGER_TARGETS:
+        raise ConfigError(f"must be one of {', '.join(PAGER_TARGETS)}", "pager.target")
+    name = "routing_key" if target == "pagerduty" else "api_key"
+    other = "api_key" if target == "pagerduty" else "routing_key"
+    if raw.get(other) is not None or raw.get(f"{other}_file") is not None:
+        raise ConfigError(f"{target} takes {name}, not {other}", f"pager.{other}")
+    key = _read_secret(raw.get(name), raw.get(f"{name}_file"), f"pager.{name}", base)
+    if not key:
+        raise ConfigError(f"missing {name} or {name}_file", "pager")
+    retry = raw.get("retry") or {}
+    if not isinstance(retry, dict) or set(retry) - {"base_s", "cap_s"}:
+        raise ConfigError("keys: base_s, cap_s", "pager.retry")
+    try:
+        config = PagerConfig(
+            target=target,
+            key=key,
+            url=str(raw.get("url", PAGER_URLS[target])),
+            timeout_s=float(raw.get("timeout_s", 10.0)),
+            base_s=float(retry.get("base_s", 1.0)),
+            cap_s=float(retry.get("cap_s", 300.0)),
+            source=str(raw.get("source", "selfheal-dispatcher")),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"has the wrong type ({exc})", "pager") from exc
+    if config.timeout_s <= 0 or config.base_s <= 0 or config.cap_s < config.base_s:
+        raise ConfigError("timeout_s and base_s must be > 0, cap_s >= base_s", "pager")
+    return config
 
 
 def load_config(path: str | os.PathLike[str] | None) -> DispatcherConfig:

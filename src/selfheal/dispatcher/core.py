@@ -16,13 +16,16 @@ Threads (all daemons, all stopped by `stop()`):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import queue
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,12 +35,14 @@ from typing import Any
 import yaml
 
 from selfheal.alerts import Alert
+from selfheal.dispatcher.awx import AWXClient, awx_executor
 from selfheal.dispatcher.config import DispatcherConfig
 from selfheal.dispatcher.execute import execute, resolve_playbook, verify_playbook
 from selfheal.dispatcher.metrics import Metrics
-from selfheal.dispatcher.pagerduty import PagerDuty, PagerDutyError
+from selfheal.dispatcher.outbox import PagerOutbox, PagerTimeline, client_for
 from selfheal.dispatcher.safety import label_problems, safe_name
-from selfheal.errors import ConfigError
+from selfheal.dispatcher.tracing import Tracer
+from selfheal.errors import ConfigError, SelfhealError
 from selfheal.policy import (
     Decision,
     Request,
@@ -45,6 +50,7 @@ from selfheal.policy import (
     approval_status,
     approve,
     begin_run,
+    compile_policy,
     evaluate,
     finish_run,
     load_policy,
@@ -73,6 +79,22 @@ def incident_of(request_id: str) -> int | None:
     return int(tail)
 
 
+def policy_digest(path: Path) -> str:
+    """sha256 of the policy file as read (audited on reload)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "-"
+
+
+def _settle_all(settle: list[tuple[Callable[..., None], Any, Any]]) -> None:
+    for done, results, error in settle:
+        try:
+            done(results, error)
+        except Exception:  # one waiter's failure must not leave the others waiting
+            log.exception("intake callback failed")
+
+
 def _reason(code: str, message: str, effect: str = "info", **extra: Any) -> dict[str, Any]:
     return {"code": code, "message": message, "effect": effect, **extra}
 
@@ -81,6 +103,53 @@ def _reason(code: str, message: str, effect: str = "info", **extra: Any) -> dict
 class _Submission:
     alerts: list[Alert]
     done: Callable[[list[AcceptResult] | None, BaseException | None], None]
+
+
+@dataclass
+class _Handoff:
+    """Submissions handed to the intake thread together. `deliver(fn)` runs `fn` where the
+    submitters wait (the event loop): one wake-up per handoff and commit, not per request.
+    Without it the `done` callbacks run on the intake thread."""
+
+    subs: list[_Submission]
+    deliver: Callable[[Callable[[], None]], None] | None = None
+
+
+class _LoopIntake:
+    """The event loop's side of the group commit: the requests that arrive during one loop
+    iteration go to the intake thread as one handoff; when their transaction committed,
+    one thread-safe callback settles all their futures."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, handoff: Callable[[_Handoff], None]):
+        self._loop = loop
+        self._handoff = handoff
+        self._pending: list[_Submission] = []
+
+    def submit(self, alerts: list[Alert]) -> asyncio.Future:
+        future = self._loop.create_future()
+
+        def done(results, error) -> None:  # runs on the loop (see `_deliver`)
+            if future.done():
+                return  # the request went away (client disconnected, cancelled)
+            if error is not None:
+                future.set_exception(
+                    error if isinstance(error, SelfhealError) else SelfhealError(str(error))
+                )
+            else:
+                future.set_result(results)
+
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(_Submission(alerts, done))
+        return future
+
+    def _flush(self) -> None:
+        subs, self._pending = self._pending, []
+        self._handoff(_Handoff(subs, self._deliver))
+
+    def _deliver(self, fn: Callable[[], None]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+            self._loop.call_soon_threadsafe(fn)
 
 
 @dataclass
@@ -114,10 +183,27 @@ class Dispatcher:
             assert trail is not None
             # the callback's default spool: an event that cannot be written waits there
             self.audit = AuditTrail(trail, keyring, spool_dir=Path(f"{trail}.spool"))
-        self.pagerduty = PagerDuty(config.pagerduty) if config.pagerduty else None
+        # The incident timeline goes to the pager through the store's outbox (outbox.py);
+        # `pagerduty` is the writer's older name, whichever pager is configured.
+        self.pagerduty: PagerTimeline | None = None
+        self.pager_outbox: PagerOutbox | None = None
+        if config.pager is not None:
+            target = config.pager.target
+            self.pager_outbox = PagerOutbox(
+                self.store,
+                client_for(config.pager),
+                base_s=config.pager.base_s,
+                cap_s=config.pager.cap_s,
+                count=lambda outcome: self.metrics.pager.inc(target=target, outcome=outcome),
+            )
+            self.pagerduty = PagerTimeline(self.store, target, self.pager_outbox.wake)
         self.metrics = Metrics(self._queue_depth, lambda: self._pipeline_q.qsize())
+        self.awx = AWXClient(config.awx) if config.awx is not None else None
+        self.tracer = Tracer(config.tracing, instance=config.instance)
+        self.policy_digest = policy_digest(self.policy_path)  # type: ignore[arg-type]
         self.subscriptions: list[dict[str, Any]] = []  # SNS handshakes seen (newest last)
         self._intake_q: queue.Queue[Any] = queue.Queue()
+        self._loop_intake: _LoopIntake | None = None
         self._pipeline_q: queue.Queue[Any] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -146,6 +232,8 @@ class Dispatcher:
         self._resume_pipeline()
         self._spawn("intake", self._intake_loop)
         self._spawn("pipeline", self._pipeline_loop)
+        if self.pager_outbox is not None:  # pending events of an earlier run go out first
+            self._spawn("pager", self.pager_outbox.run, self._stop)
         for i, wid in enumerate(self.worker_ids()):
             self._spawn(f"worker-{i}", self._worker_loop, wid)
 
@@ -169,6 +257,7 @@ class Dispatcher:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.1, deadline - time.monotonic()))
+        self.tracer.close(max(0.1, deadline - time.monotonic()))
         if self.audit is not None:
             with contextlib.suppress(Exception):
                 self.audit.close()
@@ -187,7 +276,16 @@ class Dispatcher:
     def submit(self, alerts: list[Alert], done: Callable[..., None]) -> None:
         """Queue alerts for the next group commit; `done(results, error)` runs on the intake
         thread after the transaction committed (or failed)."""
-        self._intake_q.put(_Submission(alerts, done))
+        self._intake_q.put(_Handoff([_Submission(alerts, done)]))
+
+    def submit_async(self, alerts: list[Alert]) -> asyncio.Future:
+        """From the event loop: a future of the alerts' results, set once they committed
+        (or failed with a `SelfhealError`). Requests of one loop iteration share a handoff."""
+        loop = asyncio.get_running_loop()
+        intake = self._loop_intake
+        if intake is None or intake._loop is not loop:
+            intake = self._loop_intake = _LoopIntake(loop, self._intake_q.put)
+        return intake.submit(alerts)
 
     def accept_now(self, alerts: list[Alert]) -> list[AcceptResult]:
         """Synchronous accept through the same group commit (tests, tools)."""
@@ -209,8 +307,8 @@ class Dispatcher:
             first = self._intake_q.get()
             if first is _SENTINEL:
                 return
-            batch = [first]
-            count = len(first.alerts)
+            handoffs = [first]
+            count = sum(len(sub.alerts) for sub in first.subs)
             while count < MAX_BATCH:
                 try:
                     item = self._intake_q.get_nowait()
@@ -219,32 +317,42 @@ class Dispatcher:
                 if item is _SENTINEL:
                     self._intake_q.put(_SENTINEL)
                     break
-                batch.append(item)
-                count += len(item.alerts)
-            self._commit(batch)
+                handoffs.append(item)
+                count += sum(len(sub.alerts) for sub in item.subs)
+            outcomes = iter(self._commit([sub for h in handoffs for sub in h.subs]))
+            for handoff in handoffs:
+                settle = [(sub.done, *next(outcomes)) for sub in handoff.subs]
+                if handoff.deliver is None:
+                    _settle_all(settle)
+                else:
+                    handoff.deliver(lambda settle=settle: _settle_all(settle))
 
-    def _commit(self, batch: list[_Submission]) -> None:
-        alerts = [a for s in batch for a in s.alerts]
+    def _commit(
+        self, subs: list[_Submission]
+    ) -> list[tuple[list[AcceptResult] | None, BaseException | None]]:
+        """One transaction for all `subs`; each one's (results, error), in order."""
+        alerts = [a for s in subs for a in s.alerts]
         try:
             results = self.store.accept(alerts)
         except Exception as exc:
-            if len(batch) > 1:  # one bad submission must not fail its neighbours
-                for sub in batch:
-                    self._commit([sub])
-                return
+            if len(subs) > 1:  # one bad submission must not fail its neighbours
+                return [outcome for sub in subs for outcome in self._commit([sub])]
             log.error("accept failed", extra={"error": str(exc)})
-            batch[0].done(None, exc)
-            return
+            return [(None, exc)]
         self.metrics.accept_batch.observe(len(alerts))
-        for alert, result in zip(alerts, results, strict=True):
-            self.metrics.alerts.inc(source=alert.source)
-            self.metrics.dedup.inc(decision=result.decision)
+        # counted per batch: a lock round per alert costs more than the insert itself
+        for source, n in Counter(alert.source for alert in alerts).items():
+            self.metrics.alerts.inc(n, source=source)
+        for decision, n in Counter(result.decision for result in results).items():
+            self.metrics.dedup.inc(n, decision=decision)
         self._pipeline_q.put(("accepted", alerts, results))
+        outcomes: list[tuple[list[AcceptResult] | None, BaseException | None]] = []
         offset = 0
-        for sub in batch:
+        for sub in subs:
             n = len(sub.alerts)
-            sub.done(results[offset : offset + n], None)
+            outcomes.append((results[offset : offset + n], None))
             offset += n
+        return outcomes
 
     # -- pipeline ---------------------------------------------------------------------------
 
@@ -277,6 +385,8 @@ class Dispatcher:
             self._approved(item[1], item[2])
         elif kind == "redecide":
             self.decide(item[1])
+        elif kind == "call":  # work that must not interleave with a decision (reload)
+            item[1]()
         elif kind == "slot_freed":  # deferred incidents may run now: evaluate them at once
             for incident_id in self._deferred:
                 self._deferred[incident_id] = 0.0
@@ -288,7 +398,10 @@ class Dispatcher:
                 self.metrics.mttd.observe(
                     max(0.0, (alert.received_at - alert.starts_at).total_seconds())
                 )
-            self.decide(result.incident_id)
+            self._trace_intake(alert, result)
+            decision = self.tracer.start(result.incident_id, result.fingerprint, "decision")
+            with self.tracer.span(decision):
+                decision.attributes["selfheal.mode"] = str(self.decide(result.incident_id))
         elif result.decision == "resolved" and result.incident_id is not None:
             self._resolved(result.incident_id)
 
@@ -312,12 +425,8 @@ class Dispatcher:
             data={"canceled_runs": [r.id for r in canceled]},
         )
         pd = self.pagerduty
-        if (
-            incident is not None
-            and pd is not None
-            and any(d.mode == "escalated" for d in self.store.list_decisions(incident_id))
-        ):
-            self._pd(lambda: pd.resolve(incident.fingerprint))
+        if incident is not None and pd is not None:
+            self._pd(lambda: pd.resolve(incident, "incident resolved"))
 
     def decide(self, incident_id: int, *, reevaluation: bool = False) -> str | None:
         """Run one incident through safety, policy and correlation; returns the mode."""
@@ -366,6 +475,7 @@ class Dispatcher:
             self._record(
                 incident, "approval", reasons, {**context, "request_id": decision.request_id}
             )
+            self._page_approval(incident, decision)
             return "approval"
         denies = [r for r in decision.reasons if r.effect == "deny"]
         if mode == "deny" and denies and all(r.code == "concurrency" for r in denies):
@@ -398,7 +508,8 @@ class Dispatcher:
     ) -> str:
         runbook = self.policy.runbooks[decision.runbook]  # type: ignore[index]
         problem = None
-        if not runbook.playbook:
+        on_awx = self._awx_backend(runbook.name) is not None
+        if not runbook.playbook and not on_awx:
             problem = (
                 f"runbook {runbook.name!r} is a job template ({runbook.job_template}):"
                 " the dispatcher runs playbooks only"
@@ -407,7 +518,7 @@ class Dispatcher:
             problem = f"target {decision.target!r} is not a host of the inventory"
         elif not safe_name(decision.target) or not safe_name(decision.service or "none"):
             problem = "target or service name is not a plain name"
-        else:
+        elif not on_awx:
             try:
                 resolve_playbook(runbook.playbook, self._policy_dir())
             except FileNotFoundError as exc:
@@ -700,6 +811,7 @@ class Dispatcher:
         run = self.store.enqueue_run(incident.id, decision.runbook, decision.target)  # type: ignore[arg-type]
         self._wake()
         self._record(incident, "approved", reasons, {**context, "run_id": run.id})
+        self._page_ack(incident, run)
 
     # -- escalation -------------------------------------------------------------------------
 
@@ -724,7 +836,7 @@ class Dispatcher:
         pd = self.pagerduty
         self._pd(
             lambda: pd.trigger(
-                incident.fingerprint,
+                incident,
                 f"[selfheal] {incident.name}: {summary}",
                 component=(decision.target if decision else None),
                 group=(decision.service if decision else None),
@@ -733,10 +845,33 @@ class Dispatcher:
         )
 
     def _pd(self, call: Callable[[], Any]) -> None:
+        """Add a pager event to the outbox; a store failure must not stop the pipeline."""
         try:
             call()
-        except PagerDutyError as exc:
-            log.error("pagerduty", extra={"error": str(exc)})
+        except StoreError as exc:
+            log.error("pager outbox write failed", extra={"error": str(exc)})
+
+    def _page_approval(self, incident: Incident, decision: Decision) -> None:
+        """An approver must act: page (acknowledged when the approved run is queued)."""
+        pd = self.pagerduty
+        if pd is not None:
+            self._pd(
+                lambda: pd.trigger(
+                    incident,
+                    f"[selfheal] {incident.name}: approval needed for {decision.runbook}"
+                    f" on {decision.target}",
+                    severity="warning",
+                    component=decision.target,
+                    group=decision.service,
+                    details={"request_id": decision.request_id, "runbook": decision.runbook},
+                )
+            )
+
+    def _page_ack(self, incident: Incident, run: Run) -> None:
+        pd = self.pagerduty
+        if pd is not None:
+            note = f"approved: selfheal queued {run.runbook} on {run.target} (run {run.id})"
+            self._pd(lambda: pd.acknowledge(incident, note))
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -811,11 +946,29 @@ class Dispatcher:
         selection = self._selection(run.incident_id) or {}
         runbook = self.policy.runbooks.get(run.runbook)
         service = selection.get("service") or ""
-        if runbook is None or not runbook.playbook:
+        backend = self._awx_backend(run.runbook)
+        if runbook is None or (not runbook.playbook and backend is None):
             self.store.finish_run(run.id, "failed", worker_id=worker_id, reason="no playbook")
             self._after_failure(run, "runbook has no playbook")
             return
-        playbook = resolve_playbook(runbook.playbook, self._policy_dir())
+        if backend is not None and self.awx is not None:
+            run_playbook = awx_executor(self.awx, backend, self._awx_waiting(run))
+            playbook = None
+        else:
+            run_playbook = execute
+            playbook = resolve_playbook(runbook.playbook, self._policy_dir())  # type: ignore[arg-type]
+        span = self.tracer.start(
+            incident.id,
+            incident.fingerprint,
+            "run",
+            **{
+                "selfheal.run_id": run.id,
+                "selfheal.runbook": run.runbook,
+                "selfheal.target": run.target,
+                "selfheal.attempt": run.attempts,
+                "selfheal.backend": "awx" if playbook is None else "ansible-runner",
+            },
+        )
         cancel = threading.Event()
         self._cancel[run.id] = cancel
         lost = threading.Event()
@@ -844,6 +997,7 @@ class Dispatcher:
             "SELFHEAL_RUN_ID": str(run.id),
             "SELFHEAL_DISPATCHER": self.config.instance,
             "SELFHEAL_ACTOR": "selfheal-dispatcher",
+            "TRACEPARENT": span.traceparent,  # W3C trace context of this run
         }
         if self.audit is not None:
             enabled = [c for c in os.environ.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c]
@@ -861,6 +1015,7 @@ class Dispatcher:
             "selfheal_incident_id": str(run.incident_id),
             "selfheal_runbook": run.runbook,
             "selfheal_decision": decision_mode,
+            "selfheal_traceparent": span.traceparent,
         }
         self._audit(
             "run.start",
@@ -875,7 +1030,7 @@ class Dispatcher:
         reason = ""
         rc: int | None = None
         try:
-            result = execute(
+            result = run_playbook(
                 playbook,
                 self.inventory_path,  # type: ignore[arg-type]
                 extravars=extravars,
@@ -893,11 +1048,17 @@ class Dispatcher:
                 result.status if ok else f"{result.status}: " + "; ".join(result.failed_tasks[:3])
             )
             if ok and runbook.verify and not cancel.is_set():
-                ok, reason = self._verify(run, runbook, service, env)
+                with self.tracer.span(self.tracer.child(span, "verify")) as checked:
+                    ok, reason = self._verify(run, runbook, service, env)
+                    if not ok:
+                        checked.fail(reason)
         finally:
             cancel.set()
             beat.join(5)
             self._cancel.pop(run.id, None)
+            if not ok:
+                span.fail(reason or "the run did not finish")
+            self.tracer.end(span)
         if lost.is_set():
             log.warning(
                 "lease lost; the run belongs to another worker now", extra={"run_id": run.id}
@@ -992,6 +1153,100 @@ class Dispatcher:
         else:
             finish_run(self.state, decision, ok, datetime.now(UTC))
         self._pipeline_q.put(("slot_freed",))
+
+    # -- AWX backend, tracing, policy reload ------------------------------------------------
+
+    def _awx_backend(self, runbook: str):
+        """The runbook's AWX template when the config runs it on AWX, else None."""
+        backend = self.config.runbooks.get(runbook)
+        return backend if backend is not None and backend.is_awx else None
+
+    def _awx_waiting(self, run: Run) -> Callable[[int, list[int]], None]:
+        def waiting(job_id: int, approvals: list[int]) -> None:
+            log.info(
+                "awx workflow waiting for approval",
+                extra={"run_id": run.id, "workflow_job": job_id, "approvals": approvals},
+            )
+            self._audit(
+                "run.waiting_approval",
+                incident_id=run.incident_id,
+                target=run.target,
+                outcome="waiting",
+                data={"run_id": run.id, "workflow_job": job_id, "approvals": approvals},
+            )
+
+        return waiting
+
+    def _trace_intake(self, alert: Alert, result: AcceptResult) -> None:
+        """The incident's root span: from the alert's arrival to its commit."""
+        span = self.tracer.start(
+            result.incident_id,  # type: ignore[arg-type]
+            result.fingerprint,
+            "intake",
+            root=True,
+            start_ns=int(alert.received_at.timestamp() * 1e9),
+            **{"selfheal.source": alert.source, "selfheal.dedup": result.decision},
+        )
+        self.tracer.end(span)
+
+    def reload_policy(self, actor: str = "-") -> dict[str, Any]:
+        """Load and validate the policy file again and swap it in between two decisions (a
+        decision in flight finishes on the old one). On an error (`ConfigError`, naming the
+        field) the old policy stays."""
+        path = self.policy_path
+        assert path is not None and self.inventory_path is not None
+        try:
+            try:
+                raw = path.read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"cannot read policy: {exc.strerror or exc}", str(path)) from exc
+            try:
+                data = yaml.safe_load(raw)
+                inventory_data = yaml.safe_load(self.inventory_path.read_text())
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"not valid YAML: {exc}", str(path)) from exc
+            except OSError as exc:
+                raise ConfigError(f"cannot read the inventory ({exc})", "inventory") from exc
+            policy = compile_policy(data, source=str(path))
+            inventory = inventory_from_data(policy, inventory_data)
+        except ConfigError as exc:
+            self._audit(
+                "policy.reload",
+                actor={"user": actor},
+                outcome="refused",
+                reasons=[str(exc)],
+                data={"path": str(path), "digest": self.policy_digest},
+            )
+            raise
+        digest = hashlib.sha256(raw).hexdigest()
+        old: dict[str, str] = {}
+        swapped = threading.Event()
+
+        def swap() -> None:
+            old["digest"] = self.policy_digest
+            self.policy, self.inventory, self.policy_digest = policy, inventory, digest
+            self._dependants = {dep for svc in policy.services for dep in self._dependencies(svc)}
+            swapped.set()
+
+        pipeline = next((t for t in self._threads if t.name == "selfheal-pipeline"), None)
+        if pipeline is not None and pipeline.is_alive() and not self._stop.is_set():
+            self._pipeline_q.put(("call", swap))
+            if not swapped.wait(30):
+                raise SelfhealError("the pipeline is busy: the new policy applies after its step")
+        else:
+            swap()
+        body = {"status": "reloaded", "old_digest": old["digest"], "new_digest": digest}
+        body["changed"] = old["digest"] != digest
+        self._audit("policy.reload", actor={"user": actor}, outcome="reloaded", data=body)
+        log.info("policy reloaded", extra={k: v for k, v in body.items() if k != "status"})
+        return body
+
+    def reload_on_signal(self) -> None:
+        """SIGHUP: reload, logging the outcome (there is nobody to answer)."""
+        try:
+            self.reload_policy("SIGHUP")
+        except SelfhealError as exc:
+            log.error("policy reload failed; the old policy stays", extra={"error": str(exc)})
 
     # -- audit ------------------------------------------------------------------------------
 

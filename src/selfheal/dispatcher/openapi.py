@@ -17,6 +17,8 @@ def _err(description: str) -> dict[str, Any]:
 
 
 def openapi() -> dict[str, Any]:
+    from selfheal.console.openapi import console_paths
+
     ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
     auth = [{"bearer": []}]
     id_param = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
@@ -139,11 +141,41 @@ def openapi() -> dict[str, Any]:
                         "200": _json({"type": "object"}, "SNS subscription confirmed"),
                         "400": _err("not JSON, or the body as a whole is wrong"),
                         "401": _err("no or bad credentials"),
-                        "403": _err("bad signature, or the token lacks the intake scope"),
+                        "403": _err(
+                            "bad signature (HMAC, or SNS Signature/SigningCertURL), or the"
+                            " token lacks the intake scope"
+                        ),
                         "404": _err("unknown or disabled source"),
                         "413": _err("body too large"),
                         "422": _err("a field is wrong; `field` names it"),
+                        "502": _err("the SNS signing certificate could not be fetched: retry"),
                         "503": _err("the store is unavailable: retry"),
+                    },
+                }
+            },
+            "/admin/reload": {
+                "post": {
+                    "summary": "Load and validate the policy file again, then swap it in",
+                    "description": "Same as SIGHUP. Decisions in flight finish on the old policy;"
+                    " a file that does not validate is refused and the old policy stays.",
+                    "security": auth,
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "status": {"const": "reloaded"},
+                                    "old_digest": {"type": "string"},
+                                    "new_digest": {"type": "string"},
+                                    "changed": {"type": "boolean"},
+                                },
+                            },
+                            "reloaded (sha256 digests of the old and new file)",
+                        ),
+                        "400": _err("the policy file does not validate; `field` names where"),
+                        "401": _err("no or bad token"),
+                        "403": _err("the token lacks the admin scope"),
+                        "503": _err("the pipeline is busy: the new policy applies after its step"),
                     },
                 }
             },
@@ -193,6 +225,7 @@ def openapi() -> dict[str, Any]:
                     "responses": {"200": _json(ref("Run"), "the run"), "404": _err("no such run")},
                 }
             },
+            **console_paths(auth, id_param, _json, _err),
             "/approvals": {
                 "get": {
                     "summary": "Pending approvals",
@@ -231,8 +264,13 @@ def openapi() -> dict[str, Any]:
                                 "schema": {"type": "string"},
                             }
                         ],
+                        "requestBody": _json(
+                            {"type": "object", "properties": {"reason": {"type": "string"}}},
+                            "why; required from tokens with a console_role",
+                        ),
                         "responses": {
                             "200": _json({"type": "object"}, "vote recorded"),
+                            "400": _err("no reason from a console identity"),
                             "403": _err("not an approver, self-approval, or no approve scope"),
                             "404": _err("unknown request"),
                             "409": _err("already closed, or a second vote"),

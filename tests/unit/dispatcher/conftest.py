@@ -47,6 +47,8 @@ def env(tmp_path: Path) -> dict:
                 {"name": "bob", "token": BOB, "scopes": ["read", "approve"], "roles": ["devs"]},
             ],
             "sources": {
+                # unsigned SNS fixtures; signatures are tested in test_sns_verify*.py
+                "cloudwatch_sns": {"verify_signatures": False},
                 "grafana": {"auth": "hmac", "hmac_secret": HMAC_SECRET},
                 "generic": {
                     "mapping": {

@@ -57,8 +57,11 @@ def test_approvals_cli(served, capsys) -> None:
     assert "incident-1" in capsys.readouterr().out
     assert main(["approvals", "--url", url, "--token", BOB, "approve", "incident-1"]) == 1
     capsys.readouterr()
-    assert main(["approvals", "--url", url, "--token", ALICE, "approve", "incident-1"]) == 0
+    why = ["--reason", "web-01 is drained"]
+    assert main(["approvals", "--url", url, "--token", ALICE, "approve", "incident-1", *why]) == 0
     assert "incident-1: approved" in capsys.readouterr().out
+    comments = d.state.load_approval("incident-1")["comments"]
+    assert [(c["verdict"], c["reason"]) for c in comments] == [("approve", "web-01 is drained")]
     wait_for(lambda: d.store.list_runs(incident_id=1))
     assert main(["approvals", "--url", "http://127.0.0.1:9", "--token", ALICE, "list"]) == 3
 
@@ -92,7 +95,9 @@ def test_sns_confirmation_when_enabled(make_dispatcher, monkeypatch) -> None:
         return _Reply()
 
     monkeypatch.setattr(app_module.urllib.request, "urlopen", fake_urlopen)
-    d, client = make_dispatcher(sources={"cloudwatch_sns": {"confirm_subscriptions": True}})
+    d, client = make_dispatcher(
+        sources={"cloudwatch_sns": {"confirm_subscriptions": True, "verify_signatures": False}}
+    )
     url = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=tok"
     body = {
         "Type": "SubscriptionConfirmation",

@@ -1,0 +1,1 @@
+"""Contract mocks of services no test on this machine can run for real."""
