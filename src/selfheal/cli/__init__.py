@@ -34,10 +34,13 @@ VERBS: tuple[str, ...] = (
     "freeze",
     "gitops",
     "lab",
+    "logs",
     "policy",
     "postmortem",
     "report",
     "serve",
+    "synthetic",
+    "traces",
     "version",
 )
 
