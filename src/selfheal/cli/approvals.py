@@ -44,7 +44,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _token(args) -> str:
+def api_token(args) -> str:
     if args.token_file:
         try:
             return Path(args.token_file).read_text().strip()
@@ -76,7 +76,7 @@ def call(
 
 
 def run(args) -> int:
-    token = _token(args)
+    token = api_token(args)
     try:
         if args.action == "list":
             status, body = call(args.url, token, "GET", "/approvals")

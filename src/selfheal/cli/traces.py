@@ -7,13 +7,15 @@ input, 3 Alertmanager unreachable.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
 
 from selfheal.baseline.alerts import post_alerts
+from selfheal.cli.approvals import DEFAULT_URL, api_token, call
 from selfheal.errors import ConfigError
-from selfheal.traces.attach import root_cause_alert
+from selfheal.traces.attach import incident_payload, root_cause_alert
 from selfheal.traces.isolate import isolate
 from selfheal.traces.otlp import read_file, read_spans
 
@@ -60,6 +62,19 @@ def register(subparsers) -> None:
         metavar="URL",
         help="post the top candidate as a TraceRootCause alert (label service=<origin>)",
     )
+    run.add_argument(
+        "--incident",
+        type=int,
+        metavar="ID",
+        help="attach the candidates to this dispatcher incident (POST /incidents/ID/root-cause)",
+    )
+    run.add_argument(
+        "--url",
+        default=os.environ.get("SELFHEAL_URL", DEFAULT_URL),
+        help=f"dispatcher URL for --incident (default: SELFHEAL_URL or {DEFAULT_URL})",
+    )
+    run.add_argument("--token", help="API token with the intake scope (or SELFHEAL_API_TOKEN)")
+    run.add_argument("--token-file", metavar="FILE", help="read the API token from FILE")
     run.set_defaults(func=_isolate)
 
 
@@ -102,4 +117,16 @@ def _isolate(args) -> int:
             print(f"selfheal traces: cannot post to Alertmanager: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         print("posted 1 alert to Alertmanager", file=sys.stderr)
+    if args.incident is not None and candidates:
+        token = api_token(args)
+        path = f"/incidents/{args.incident}/root-cause"
+        try:
+            status, body = call(args.url, token, "POST", path, incident_payload(shown, mode))
+        except OSError as exc:
+            print(f"selfheal traces: cannot reach {args.url}: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        if status != 201:
+            print(f"selfheal traces: dispatcher answered {status}: {body}", file=sys.stderr)
+            return EXIT_USAGE if 400 <= status < 500 else EXIT_FAILURE
+        print(f"attached {len(shown)} candidate(s) to incident {args.incident}", file=sys.stderr)
     return EXIT_FOUND if candidates else EXIT_OK

@@ -23,6 +23,8 @@ from selfheal.console.votes import ReasonError, note_reason, parse_reason
 from selfheal.dispatcher.config import Token
 from selfheal.dispatcher.core import Dispatcher
 from selfheal.dispatcher.openapi import openapi
+from selfheal.dispatcher.rootcause import MODE as ROOT_CAUSE
+from selfheal.dispatcher.rootcause import CandidateError, parse_candidates
 from selfheal.errors import ConfigError, SelfhealError
 from selfheal.health import HealthRegistry, event_loop_responsive, make_asgi_app, thread_alive
 from selfheal.store import Incident, Run
@@ -236,6 +238,10 @@ class API:
             _allow(method, "GET")
             text = await asyncio.to_thread(self.d.metrics.render)
             return 200, text, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+        if len(parts) == 3 and parts[0] == "incidents" and parts[2] == "root-cause":
+            _allow(method, "POST")
+            self._require(scope, "intake")
+            return await self._root_cause(scope, receive, parts[1])
         if parts and parts[0] == "incidents" and len(parts) <= 2:
             _allow(method, "GET")
             self._require(scope, "read")
@@ -390,6 +396,32 @@ class API:
         if body is None:
             raise HTTPError(404, f"no incident {incident_id}")
         return 200, body, []
+
+    async def _root_cause(self, scope: Scope, receive: Receive, raw_id: str):
+        incident_id = _int_id(raw_id, "id")
+        body = await _read_body(scope, receive, self.config.max_body)
+        try:
+            reasons = parse_candidates(body)
+        except CandidateError as exc:
+            raise HTTPError(422, exc.message, exc.field) from None
+
+        def record() -> int | None:
+            if self.d.store.get_incident(incident_id) is None:
+                return None
+            decision = self.d.store.record_decision(incident_id, ROOT_CAUSE, reasons)
+            self.d._audit(
+                "incident.root_cause",
+                incident_id=incident_id,
+                outcome="attached",
+                reasons=[r["message"] for r in reasons],
+                data={"services": [r["service"] for r in reasons]},
+            )
+            return decision.id
+
+        decision_id = await asyncio.to_thread(record)
+        if decision_id is None:
+            raise HTTPError(404, f"no incident {incident_id}")
+        return 201, {"incident_id": incident_id, "decision_id": decision_id}, []
 
     # -- approvals ------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from selfheal.dispatcher.config import DispatcherConfig
 from selfheal.dispatcher.execute import execute, resolve_playbook, verify_playbook
 from selfheal.dispatcher.metrics import Metrics
 from selfheal.dispatcher.outbox import PagerOutbox, PagerTimeline, client_for
+from selfheal.dispatcher.rootcause import MODE as ROOT_CAUSE
 from selfheal.dispatcher.safety import label_problems, safe_name
 from selfheal.dispatcher.tracing import Tracer
 from selfheal.errors import ConfigError, SelfhealError
@@ -194,6 +195,7 @@ class Dispatcher:
                 client_for(config.pager),
                 base_s=config.pager.base_s,
                 cap_s=config.pager.cap_s,
+                lease_s=max(60.0, 3 * config.pager.timeout_s),  # outlives one attempt
                 count=lambda outcome: self.metrics.pager.inc(target=target, outcome=outcome),
             )
             self.pagerduty = PagerTimeline(self.store, target, self.pager_outbox.wake)
@@ -668,7 +670,10 @@ class Dispatcher:
         """After a restart: incidents accepted but never decided, deferred ones, pending
         approvals, and queued runs of incidents that resolved meanwhile."""
         for incident in self.store.list_incidents(status="open", limit=100000):
-            decisions = self.store.list_decisions(incident.id)
+            # root-cause candidates are notes on the incident, not a step of its pipeline
+            decisions = [
+                d for d in self.store.list_decisions(incident.id) if d.mode != ROOT_CAUSE
+            ]
             if not decisions:
                 self._pipeline_q.put(("redecide", incident.id))
                 continue

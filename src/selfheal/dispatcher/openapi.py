@@ -217,6 +217,60 @@ def openapi() -> dict[str, Any]:
                     },
                 }
             },
+            "/incidents/{id}/root-cause": {
+                "post": {
+                    "summary": "Attach root-cause candidates (e.g. from trace isolation)",
+                    "description": "Kept as a `root_cause` decision of the incident: shown in its"
+                    " timeline and postmortem draft; never changes what is run. Needs the intake"
+                    " scope.",
+                    "security": auth,
+                    "parameters": [id_param],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["candidates"],
+                                    "properties": {
+                                        "source": {"type": "string", "maxLength": 100},
+                                        "candidates": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "maxItems": 10,
+                                            "items": {
+                                                "type": "object",
+                                                "additionalProperties": False,
+                                                "required": ["service"],
+                                                "properties": {
+                                                    "service": {"type": "string"},
+                                                    "operation": {"type": "string"},
+                                                    "trace_id": {"type": "string"},
+                                                    "reason": {"type": "string"},
+                                                    "count": {"type": "integer", "minimum": 1},
+                                                    "share": {
+                                                        "type": "number",
+                                                        "minimum": 0,
+                                                        "maximum": 1,
+                                                    },
+                                                },
+                                            },
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json({"type": "object"}, "attached"),
+                        "401": _err("no or bad token"),
+                        "403": _err("the token lacks the intake scope"),
+                        "404": _err("no such incident"),
+                        "422": _err("bad candidates; `field` names which"),
+                    },
+                }
+            },
             "/runs/{id}": {
                 "get": {
                     "summary": "One run",

@@ -59,7 +59,8 @@ def classify(
     approvals: Sequence[ApprovalRecord] = (),
 ) -> str:
     """The outcome class of `incident` (one of `OUTCOMES`); precedence in the module doc."""
-    modes = [d.mode for d in decisions]
+    # root-cause candidates are notes attached to an incident, not a step of its pipeline
+    modes = [d.mode for d in decisions if d.mode != "root_cause"]
     if incident.parent_id is not None or "folded" in modes:
         return "suppressed"
     if any(r.status == "succeeded" for r in runs):

@@ -210,6 +210,23 @@ def build(facts: IncidentFacts, audit: AuditExtract | None = None) -> Document:
         )
     if inc.reopened_from is not None:
         candidates.append(f"Reopened from incident #{inc.reopened_from} (a recurrence)")
+    for decision in facts.decisions:
+        if decision.mode != "root_cause":
+            continue
+        for reason in decision.reasons:
+            if isinstance(reason, dict) and reason.get("service"):
+                where = _clean(reason["service"])
+                if reason.get("operation"):
+                    where += f" ({_clean(reason['operation'])})"
+                seen = f"{reason.get('count', 1)} of its traces"
+                candidates.append(
+                    f"{_clean(reason.get('source', 'diagnosis'))} point at {where}: {seen}"
+                    + (
+                        f", e.g. trace {_clean(reason['trace_id'])}"
+                        if reason.get("trace_id")
+                        else ""
+                    )
+                )
     causes.items(candidates or ["No correlated incidents."])
     causes.para(TODO + " (the root cause, and the trigger)")
     sections.append(causes)

@@ -5,6 +5,9 @@ Two hooks, both plain data (nothing from a trace is ever evaluated):
 - ``annotate_alert(alert, candidate)`` adds ``root_cause_*`` annotations to an Alertmanager
   v2 alert before it is posted: annotations do not change the alert's fingerprint, so the
   incident it opens or joins carries the candidate.
+- ``incident_payload(candidates)`` is the body of the dispatcher's
+  ``POST /incidents/{id}/root-cause``: the candidates become part of that incident's
+  timeline and of its postmortem draft.
 - ``root_cause_alert(candidate)`` is an alert of its own (``alertname=TraceRootCause``,
   ``service=<origin>``): the dispatcher opens an incident for the origin service, and its
   dependency correlation folds the incidents of the services above it into that one.
@@ -55,4 +58,22 @@ def root_cause_alert(
         },
         "startsAt": _iso(now),
         "endsAt": _iso(now + ttl),
+    }
+
+
+def incident_payload(candidates: list[Candidate], mode: str = "errors") -> dict:
+    """The body of ``POST /incidents/{id}/root-cause`` for the top candidates."""
+    return {
+        "source": "latency traces" if mode == "latency" else "failing traces",
+        "candidates": [
+            {
+                "service": c.service,
+                "operation": c.operation,
+                "trace_id": c.example_trace_id,
+                "reason": c.reason[:500],
+                "count": c.count,
+                "share": round(c.share, 4),
+            }
+            for c in candidates[:10]
+        ],
     }

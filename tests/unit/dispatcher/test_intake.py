@@ -220,6 +220,7 @@ def test_openapi_describes_every_endpoint(client) -> None:
         "/alerts/{source}",
         "/incidents",
         "/incidents/{id}",
+        "/incidents/{id}/root-cause",
         "/runs/{id}",
         "/approvals",
         "/approvals/{request_id}/approve",
