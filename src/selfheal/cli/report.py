@@ -1,9 +1,11 @@
-"""`selfheal report`: MTTD/MTTR, automation success rate and outcome mix over a period."""
+"""`selfheal report`: MTTD/MTTR, automation success rate and outcome mix over a period, as a
+table, JSON, or (`--html FILE`) a self-contained HTML page with charts."""
 
 from __future__ import annotations
 
 import json
 
+from selfheal.errors import ConfigError
 from selfheal.policy.model import parse_time
 from selfheal.reporting import collect, summarise
 from selfheal.reporting.cli_common import open_existing_store
@@ -27,6 +29,12 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--format", choices=("table", "json"), default="table", help="output format"
     )
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write the report as an HTML page with SVG charts to FILE (self-contained)",
+    )
+    parser.add_argument("--title", default=None, help="the HTML page's title")
     parser.set_defaults(func=run)
 
 
@@ -79,6 +87,16 @@ def run(args) -> int:
         runbooks = list(load_policy(args.policy).runbooks)
     with open_existing_store(args.store) as store:
         data = summarise(collect(store, since, until), runbooks)
+    if args.html:
+        from pathlib import Path
+
+        from selfheal.reporting.html import DEFAULT_TITLE, render_report_html
+
+        page = render_report_html(data, title=args.title or DEFAULT_TITLE)
+        try:
+            Path(args.html).write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write ({exc.strerror})", args.html) from exc
     if args.format == "json":
         print(json.dumps(data, indent=2, sort_keys=True))
     else:

@@ -138,6 +138,11 @@ class Metrics:
         self.escalations = Counter(
             "selfheal_escalations_total", "Escalations to people, by why.", ["why"]
         )
+        self.pager = Counter(
+            "selfheal_pager_events_total",
+            "Pager outbox delivery attempts, by target and outcome (delivered, retried, dead).",
+            ["target", "outcome"],
+        )
         self.mttd = Histogram(
             "selfheal_mttd_seconds",
             "Time to detect: from an alert's start to its acceptance (new incidents).",
@@ -169,6 +174,7 @@ class Metrics:
             self.decisions,
             self.runs,
             self.escalations,
+            self.pager,
             self.mttd,
             self.mttr,
             self.accept_batch,

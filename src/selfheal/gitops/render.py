@@ -10,6 +10,8 @@
   next year (`--check` says when the horizon has passed).
 * `base/monitoring/prometheusrule.yaml`: the lab's alert rules (monitoring/prometheus/rules)
   as a PrometheusRule.
+* `base/monitoring/<name>.json`: a copy of each Grafana dashboard of `monitoring/grafana`
+  (beside the rules directory), for the kustomization's dashboard ConfigMaps.
 """
 
 from __future__ import annotations
@@ -226,14 +228,23 @@ def horizon_of(out: Path) -> int | None:
         return None
 
 
+def dashboards(rules_dir: Path) -> list[Path]:
+    """The Grafana dashboards of `monitoring/grafana`, found from `monitoring/prometheus/rules`
+    (none when that directory is not there)."""
+    return sorted((rules_dir.parent.parent / "grafana").glob("*.json"))
+
+
 def render(policy: Policy, src: Sources, year: int, names: Mapping[str, str]) -> dict[Path, str]:
     """{path under src.out: content} of every generated file."""
-    return {
+    files = {
         Path("argocd/appproject.yaml"): to_yaml([appproject(policy, year)], names["policy"]),
         Path("base/monitoring/prometheusrule.yaml"): to_yaml(
             [prometheus_rule(src.rules)], names["rules"]
         ),
     }
+    for path in dashboards(src.rules):  # JSON has no comments: an exact copy, checked by --check
+        files[Path("base/monitoring") / path.name] = path.read_text(encoding="utf-8")
+    return files
 
 
 def stale(files: Mapping[Path, str], out: Path) -> list[Path]:

@@ -68,6 +68,19 @@ def _group(facts: Iterable[IncidentFacts], key) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _by_day(facts: Iterable[IncidentFacts]) -> list[dict[str, Any]]:
+    """Per UTC day an incident opened: incidents, automation attempted and succeeded."""
+    days: dict[str, Counter] = defaultdict(Counter)
+    for f in facts:
+        day = days[f.incident.opened_at.date().isoformat()]
+        day["incidents"] += 1
+        if f.outcome in ("auto-resolved", "auto-failed-escalated"):
+            day["attempted"] += 1
+            day["succeeded"] += f.outcome == "auto-resolved"
+    keys = ("incidents", "attempted", "succeeded")
+    return [{"day": name, **{k: days[name][k] for k in keys}} for name in sorted(days)]
+
+
 def summarise(facts: list[IncidentFacts], runbooks: Iterable[str] = ()) -> dict[str, Any]:
     """The report as a JSON-ready dict. `runbooks`: the policy's runbook names (for "never
     used"); without them, only runbooks seen in runs are known."""
@@ -98,6 +111,7 @@ def summarise(facts: list[IncidentFacts], runbooks: Iterable[str] = ()) -> dict[
             "succeeded": succeeded,
             "success_rate": round(succeeded / len(attempted), 4) if attempted else None,
         },
+        "by_day": _by_day(facts),
         "by_service": _group(facts, lambda f: f.service),
         "by_runbook": _group(facts, lambda f: f.runbook),
         "runbooks": {

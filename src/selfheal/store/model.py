@@ -19,6 +19,7 @@ INCIDENT_STATUSES = ("open", "resolved")
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "canceled", "interrupted")
 FINAL_RUN_STATUSES = ("succeeded", "failed", "canceled")
 VERDICTS = ("approve", "deny")
+PAGER_STATUSES = ("pending", "delivered", "dead")
 
 
 class StoreError(SelfhealError):
@@ -77,6 +78,23 @@ class DecisionRecord:
     mode: str
     reasons: list[Any]
     at: datetime
+
+
+@dataclass(frozen=True)
+class PagerEvent:
+    """One pager event in the durable outbox (delivered in id order per incident)."""
+
+    id: int
+    incident_id: int
+    target: str  # pagerduty | opsgenie
+    kind: str  # trigger | acknowledge | resolve | change
+    payload: dict[str, Any]
+    status: str  # one of PAGER_STATUSES
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -201,6 +219,52 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list_approvals(self, request_id: str) -> list[ApprovalRecord]: ...
+
+    # -- pager outbox
+    @abc.abstractmethod
+    def enqueue_pager_event(
+        self,
+        incident_id: int,
+        target: str,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        now: datetime | None = None,
+    ) -> PagerEvent:
+        """Add a pending event to the outbox (due at once)."""
+
+    @abc.abstractmethod
+    def due_pager_events(
+        self, target: str, *, now: datetime | None = None, limit: int = 100
+    ) -> list[PagerEvent]:
+        """Per incident, its oldest pending event of `target`, when due: later events of an
+        incident wait behind it."""
+
+    @abc.abstractmethod
+    def claim_pager_event(
+        self, event_id: int, until: datetime, *, now: datetime | None = None
+    ) -> bool:
+        """Take a due pending event for one delivery attempt (it is not due for anyone else
+        until `until`); False when another sender took it first."""
+
+    @abc.abstractmethod
+    def settle_pager_event(
+        self,
+        event_id: int,
+        status: str,
+        *,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> PagerEvent:
+        """Record one delivery attempt of a pending event: delivered, dead, or pending again
+        (due at `next_attempt_at`)."""
+
+    @abc.abstractmethod
+    def list_pager_events(
+        self, *, incident_id: int | None = None, status: str | None = None
+    ) -> list[PagerEvent]:
+        """Oldest first."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

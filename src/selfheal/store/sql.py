@@ -13,6 +13,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,12 +21,14 @@ from selfheal.alerts import Alert
 from selfheal.store.model import (
     FINAL_RUN_STATUSES,
     INCIDENT_STATUSES,
+    PAGER_STATUSES,
     RUN_STATUSES,
     VERDICTS,
     AcceptResult,
     ApprovalRecord,
     DecisionRecord,
     Incident,
+    PagerEvent,
     Run,
     Store,
     StoreError,
@@ -50,8 +53,11 @@ def _now(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(UTC)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return _ENCODER.encode(value)  # json.dumps with these options builds an encoder per call
 
 
 def _check(values: tuple[str, ...]) -> str:
@@ -135,6 +141,23 @@ MIGRATIONS: list[list[str]] = [
             UNIQUE (request_id, approver)
         )""",
     ],
+    # 2: the pager outbox (timeline events waiting for PagerDuty / Opsgenie)
+    [
+        f"""CREATE TABLE pager_outbox (
+            id @ID@,
+            incident_id INTEGER NOT NULL REFERENCES incidents (id),
+            target TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ({_check(PAGER_STATUSES)})),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            delivered_at TEXT
+        )""",
+        "CREATE INDEX pager_outbox_queue ON pager_outbox (status, target, incident_id, id)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -161,6 +184,28 @@ _RUN_COLS = (
     "id, incident_id, runbook, target, status, attempts, private_data_dir, created_at,"
     " not_before, started_at, finished_at, rc, worker_id, lease_expires_at, reason"
 )
+
+
+_PAGER_COLS = (
+    "id, incident_id, target, kind, payload, status, attempts, next_attempt_at, last_error,"
+    " created_at, delivered_at"
+)
+
+
+def _pager_event(row: tuple) -> PagerEvent:
+    return PagerEvent(
+        id=row[0],
+        incident_id=row[1],
+        target=row[2],
+        kind=row[3],
+        payload=json.loads(row[4]),
+        status=row[5],
+        attempts=row[6],
+        next_attempt_at=dt(row[7]),
+        last_error=row[8],
+        created_at=dt(row[9]),
+        delivered_at=dt(row[10]),
+    )
 
 
 def _incident(row: tuple) -> Incident:
@@ -200,6 +245,29 @@ def _run(row: tuple) -> Run:
         lease_expires_at=dt(row[13]),
         reason=row[14],
     )
+
+
+@dataclass(slots=True)
+class _Known:
+    """One fingerprint's incidents as a transaction last saw them."""
+
+    open_id: int | None  # its open incident
+    last: tuple[int, str | None] | None  # (id, starts_at) of its newest incident, when none is open
+
+
+class _Stamps:
+    """`ts()` memoised for one batch: a storm repeats the same few timestamps."""
+
+    def __init__(self) -> None:
+        self._seen: dict[datetime, str] = {}
+
+    def __call__(self, value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        text = self._seen.get(value)
+        if text is None:
+            text = self._seen[value] = ts(value)  # type: ignore[assignment]
+        return text
 
 
 class SQLStore(Store):
@@ -290,19 +358,18 @@ class SQLStore(Store):
     def accept(self, alerts: Iterable[Alert], *, now: datetime | None = None) -> list[AcceptResult]:
         alerts = list(alerts)
         at = ts(_now(now))
-        results = []
+        stamp = _Stamps()
+        known: dict[str, _Known] = {}
+        bumps: dict[int, int] = {}  # open incident -> firing duplicates in this batch
+        rows = []
+        outcomes = []
         with self._tx() as cur:
             self._lock_keys(cur, (alert.fingerprint for alert in alerts))
             for alert in alerts:
-                incident_id, decision = self._dedup(cur, alert, at)
-                row = self._x(
-                    cur,
-                    "INSERT INTO alerts (received_at, accepted_at, source, status, name,"
-                    " fingerprint, labels, annotations, starts_at, ends_at, generator_url, raw,"
-                    " incident_id, decision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " RETURNING id",
+                incident_id, decision = self._dedup(cur, alert, at, known, bumps)
+                rows.append(
                     (
-                        ts(alert.received_at),
+                        stamp(alert.received_at),
                         at,
                         alert.source,
                         alert.status,
@@ -310,42 +377,64 @@ class SQLStore(Store):
                         alert.fingerprint,
                         _json(dict(alert.labels)),
                         _json(dict(alert.annotations)),
-                        ts(alert.starts_at),
-                        ts(alert.ends_at),
+                        stamp(alert.starts_at),
+                        stamp(alert.ends_at),
                         alert.generator_url,
                         _json(alert.raw),
                         incident_id,
                         decision,
-                    ),
-                ).fetchone()
-                results.append(AcceptResult(row[0], incident_id, decision, alert.fingerprint))
-        return results
-
-    def _dedup(self, cur: Any, alert: Alert, at: str) -> tuple[int | None, str]:
-        fp = alert.fingerprint
-        open_row = self._x(
-            cur, "SELECT id FROM incidents WHERE fingerprint = ? AND status = 'open'", (fp,)
-        ).fetchone()
-        if open_row is not None:
-            if alert.firing:
-                self._x(
-                    cur,
-                    "UPDATE incidents SET count = count + 1, last_seen = ? WHERE id = ?",
-                    (at, open_row[0]),
+                    )
                 )
-                return open_row[0], "duplicate"
+                outcomes.append((incident_id, decision, alert.fingerprint))
+            if bumps:
+                # one UPDATE per incident, however many duplicates of it the batch holds
+                cur.executemany(
+                    self._sql(
+                        "UPDATE incidents SET count = count + ?, last_seen = ? WHERE id = ?"
+                    ),
+                    [(n, at, incident_id) for incident_id, n in bumps.items()],
+                )
+            ids = self._insert_alerts(cur, rows)
+        return [
+            AcceptResult(alert_id, incident_id, decision, fp)
+            for alert_id, (incident_id, decision, fp) in zip(ids, outcomes, strict=True)
+        ]
+
+    _INSERT_ALERT = (
+        "INSERT INTO alerts (received_at, accepted_at, source, status, name, fingerprint,"
+        " labels, annotations, starts_at, ends_at, generator_url, raw, incident_id, decision)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+
+    def _insert_alerts(self, cur: Any, rows: list[tuple]) -> list[int]:
+        """Insert the alert rows in order; their ids, in the same order. An engine may
+        override this with a bulk insert (SQLite: `executemany`)."""
+        sql = self._INSERT_ALERT + " RETURNING id"
+        return [self._x(cur, sql, row).fetchone()[0] for row in rows]
+
+    def _dedup(
+        self, cur: Any, alert: Alert, at: str, known: dict[str, _Known], bumps: dict[int, int]
+    ) -> tuple[int | None, str]:
+        """The dedup decision for one alert, in batch order. `known` caches each
+        fingerprint's incidents for the rest of the transaction (dropped after a write that
+        changes them); firing duplicates only count into `bumps`, written once per batch."""
+        fp = alert.fingerprint
+        state = known.get(fp)
+        if state is None:
+            state = known[fp] = self._known(cur, fp)
+        if state.open_id is not None:
+            if alert.firing:
+                bumps[state.open_id] = bumps.get(state.open_id, 0) + 1
+                return state.open_id, "duplicate"
             self._x(
                 cur,
                 "UPDATE incidents SET status = 'resolved', resolved_at = ?, last_seen = ?"
                 " WHERE id = ?",
-                (ts(alert.ends_at) or at, at, open_row[0]),
+                (ts(alert.ends_at) or at, at, state.open_id),
             )
-            return open_row[0], "resolved"
-        last = self._x(
-            cur,
-            "SELECT id, starts_at FROM incidents WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
-            (fp,),
-        ).fetchone()
+            del known[fp]
+            return state.open_id, "resolved"
+        last = state.last
         if not alert.firing:
             # A repeated resolved notification, or one for an alert never seen firing.
             return (last[0], "duplicate") if last else (None, "unmatched")
@@ -368,7 +457,21 @@ class SQLStore(Store):
                 last[0] if last else None,
             ),
         ).fetchone()
+        del known[fp]
         return row[0], "reopened" if last else "new"
+
+    def _known(self, cur: Any, fp: str) -> _Known:
+        open_row = self._x(
+            cur, "SELECT id FROM incidents WHERE fingerprint = ? AND status = 'open'", (fp,)
+        ).fetchone()
+        if open_row is not None:
+            return _Known(open_row[0], None)
+        last = self._x(
+            cur,
+            "SELECT id, starts_at FROM incidents WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
+            (fp,),
+        ).fetchone()
+        return _Known(None, tuple(last) if last else None)
 
     def get_incident(self, incident_id: int) -> Incident | None:
         rows = self._read(f"SELECT {_INCIDENT_COLS} FROM incidents WHERE id = ?", (incident_id,))
@@ -637,6 +740,93 @@ class SQLStore(Store):
             (request_id,),
         )
         return [ApprovalRecord(*r[:5], dt(r[5])) for r in rows]
+
+    # -- pager outbox
+    def enqueue_pager_event(
+        self,
+        incident_id: int,
+        target: str,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        now: datetime | None = None,
+    ) -> PagerEvent:
+        at = ts(_now(now))
+        with self._tx() as cur:
+            row = self._x(
+                cur,
+                "INSERT INTO pager_outbox (incident_id, target, kind, payload, status, attempts,"
+                " next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)"
+                f" RETURNING {_PAGER_COLS}",
+                (incident_id, target, kind, _json(payload), at, at),
+            ).fetchone()
+        return _pager_event(row)
+
+    def due_pager_events(
+        self, target: str, *, now: datetime | None = None, limit: int = 100
+    ) -> list[PagerEvent]:
+        rows = self._read(
+            f"SELECT {_PAGER_COLS} FROM pager_outbox o WHERE status = 'pending' AND target = ?"
+            " AND next_attempt_at <= ? AND id = (SELECT MIN(id) FROM pager_outbox h"
+            " WHERE h.incident_id = o.incident_id AND h.target = o.target"
+            " AND h.status = 'pending') ORDER BY id LIMIT ?",
+            (target, ts(_now(now)), int(limit)),
+        )
+        return [_pager_event(r) for r in rows]
+
+    def claim_pager_event(
+        self, event_id: int, until: datetime, *, now: datetime | None = None
+    ) -> bool:
+        with self._tx() as cur:
+            row = self._x(
+                cur,
+                "UPDATE pager_outbox SET next_attempt_at = ? WHERE id = ? AND status = 'pending'"
+                " AND next_attempt_at <= ? RETURNING id",
+                (ts(until), event_id, ts(_now(now))),
+            ).fetchone()
+        return row is not None
+
+    def settle_pager_event(
+        self,
+        event_id: int,
+        status: str,
+        *,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> PagerEvent:
+        if status not in PAGER_STATUSES:
+            raise StoreError(f"a pager event is one of {', '.join(PAGER_STATUSES)}")
+        at = _now(now)
+        due = ts(next_attempt_at or at)
+        delivered = ts(at) if status == "delivered" else None
+        with self._tx() as cur:
+            row = self._x(
+                cur,
+                "UPDATE pager_outbox SET status = ?, attempts = attempts + 1, last_error = ?,"
+                " next_attempt_at = ?, delivered_at = ? WHERE id = ? AND status = 'pending'"
+                f" RETURNING {_PAGER_COLS}",
+                (status, error, due, delivered, event_id),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"pager event {event_id} is not pending")
+        return _pager_event(row)
+
+    def list_pager_events(
+        self, *, incident_id: int | None = None, status: str | None = None
+    ) -> list[PagerEvent]:
+        clauses, params = [], []
+        if incident_id is not None:
+            clauses.append("incident_id = ?")
+            params.append(incident_id)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(
+            f"SELECT {_PAGER_COLS} FROM pager_outbox {where} ORDER BY id", tuple(params)
+        )
+        return [_pager_event(r) for r in rows]
 
     def close(self) -> None:
         with self._lock:
