@@ -31,6 +31,7 @@ DEFAULTS = (
     ("surprise_cap", 1000.0),
     ("record_decay", 0.9995),
     ("surprise_weight", 0.1),
+    ("drift_weight", 0.2),
     ("block", 144),
     ("blocks", 8),
     ("warmup", 100),
@@ -97,6 +98,7 @@ class KpiDetector(object):
         self.vmean = 0.0
         self.spread = 0.0
         self.record = 0.0
+        self.drift_record = 0.0
         self.blk_hi = []
         self.blk_lo = []
         self.blk_i = 0
@@ -146,7 +148,14 @@ class KpiDetector(object):
             hi = v if v > hi else hi
             v = self.blk_lo[-1] if len(self.blk_lo) == 1 else min(self.blk_lo)
             lo = v if v < lo else lo
+        # Drift: how far the recent level, this point included, is from the long-run mean.
+        drift = self.level + cfg.level_alpha * (x - self.level) - self.vmean
+        if self._dir and drift * self._dir < 0:
+            drift = 0.0
+        elif drift < 0.0:
+            drift = -drift
         score = 0.0
+        drifted = False
         if n >= cfg.warmup:
             r = 0.0
             if self.record > 0.0:
@@ -161,6 +170,11 @@ class KpiDetector(object):
                 rn *= len(self.blk_hi) / cfg.blocks
                 if rn > r:
                     r = rn
+            if self.drift_record > 0.0:
+                rd = cfg.drift_weight * (drift / self.drift_record - 1.0)
+                if rd > r:
+                    r = rd
+                    drifted = True
             if r > 0.0:
                 score = r / (1.0 + r)
             if self.hold_left > 0 and score <= self.hold_score * cfg.escalate:
@@ -169,7 +183,7 @@ class KpiDetector(object):
             elif score >= cfg.alarm:
                 self.hold_left = cfg.hold
                 self.hold_score = score
-        self._why = (x, pred, model, t, hi, lo, score)
+        self._why = (x, pred, model, t, hi, lo, drifted, self.vmean)
         # Learn.
         ea = cfg.error_alpha
         e = abs(x - self.level)
@@ -203,6 +217,9 @@ class KpiDetector(object):
         self.spread += va * ((dv if dv > 0 else -dv) - self.spread)
         decayed = self.record * cfg.record_decay
         self.record = decayed if decayed > surprise else surprise
+        if n > 20:  # once the long-run mean has settled
+            decayed = self.drift_record * cfg.record_decay
+            self.drift_record = decayed if decayed > drift else drift
         if x > self.cur_hi:
             self.cur_hi = x
         if x < self.cur_lo:
@@ -240,7 +257,7 @@ class KpiDetector(object):
                 "context": "",
                 "reason": "%s: no value" % self.name,
             }
-        x, pred, model, t, hi, lo, score = self._why
+        x, pred, model, t, hi, lo, drifted, usual = self._why
         context = context_label(model, t)
         if abs(pred) > 1e-12 and x / pred > 0:
             ratio = x / pred
@@ -256,6 +273,8 @@ class KpiDetector(object):
             reason += ", above its %s high of %s" % (span, _fmt(hi))
         elif lo < math.inf and x < lo:
             reason += ", below its %s low of %s" % (span, _fmt(lo))
+        elif drifted:
+            reason += ", its recent level drifted to %s from %s" % (_fmt(self.level), _fmt(usual))
         return {
             "timestamp": t,
             "value": x,
@@ -292,6 +311,7 @@ class KpiDetector(object):
             "vmean": self.vmean,
             "spread": self.spread,
             "record": self.record,
+            "drift_record": self.drift_record,
             "blk_hi": list(self.blk_hi),
             "blk_lo": list(self.blk_lo),
             "blk_i": self.blk_i,
@@ -321,6 +341,7 @@ class KpiDetector(object):
             det.vmean = float(state["vmean"])
             det.spread = float(state["spread"])
             det.record = float(state["record"])
+            det.drift_record = float(state.get("drift_record", 0.0))  # absent in older states
             det.blk_hi = [float(v) for v in state["blk_hi"]][-cfg.blocks :]
             det.blk_lo = [float(v) for v in state["blk_lo"]][-cfg.blocks :]
             det.blk_i = int(state["blk_i"])

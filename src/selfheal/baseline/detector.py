@@ -4,7 +4,7 @@ Every point is scored from the points before it only, and learned afterwards: th
 strictly online. Per series it keeps a few dozen numbers plus fixed-size tables (24 hour-of-day
 and 168 hour-of-week buckets, ``blocks`` block extremes), whatever the number of points.
 
-Two views of a point are scored; the larger wins:
+Three views of a point are scored; the largest wins:
 
 - **Surprise against the baseline.** Three predictors compete: ``recent`` (an exponentially
   weighted level, which follows level shifts), ``daily`` (the usual value at this hour of the
@@ -17,8 +17,12 @@ Two views of a point are scored; the larger wins:
   the trailing window (``blocks`` blocks of ``block`` points, about 4 days at 5-minute
   steps), in units of the series' usual spread. Degradations that break a KPI's range stand
   out; a pattern that stays inside it does not.
+- **Drift of the level.** How far the recent level (this point included) is from the
+  long-run mean, beyond the largest such drift seen recently (the same decaying record as
+  the surprise). A change that stays inside the range, such as a sustained bump or denser
+  spikes, moves the level further than the series' ordinary wander.
 
-The score is ``r / (1 + r)`` of the larger view ``r``, in [0, 1). A score at or above
+The score is ``r / (1 + r)`` of the largest view ``r``, in [0, 1). A score at or above
 ``alarm`` is a detection; the ``hold`` points after a detection score 0 so that one incident
 raises one alarm.
 """
@@ -50,6 +54,7 @@ class DetectorConfig:
     surprise_cap: float = 1000.0  # surprise (error over usual error) is capped here
     record_decay: float = 0.9995  # per point: how fast the record surprise is forgotten
     surprise_weight: float = 0.1  # weight of a surprise beyond the record
+    drift_weight: float = 0.2  # weight of a level drift beyond its record
     block: int = 144  # points per block of the trailing range
     blocks: int = 8  # blocks in the trailing range
     warmup: int = 100  # points before any score is given
@@ -119,6 +124,7 @@ class KpiDetector:
         "cur_lo",
         "day_mean",
         "day_n",
+        "drift_record",
         "err",
         "hold_left",
         "hold_score",
@@ -152,6 +158,7 @@ class KpiDetector:
         self.vmean = 0.0
         self.spread = 0.0
         self.record = 0.0
+        self.drift_record = 0.0
         self.blk_hi: list[float] = []
         self.blk_lo: list[float] = []
         self.blk_i = 0
@@ -201,7 +208,14 @@ class KpiDetector:
             hi = v if v > hi else hi
             v = self.blk_lo[-1] if len(self.blk_lo) == 1 else min(self.blk_lo)
             lo = v if v < lo else lo
+        # Drift: how far the recent level, this point included, is from the long-run mean.
+        drift = self.level + cfg.level_alpha * (x - self.level) - self.vmean
+        if self._dir and drift * self._dir < 0:
+            drift = 0.0
+        elif drift < 0.0:
+            drift = -drift
         score = 0.0
+        drifted = False
         if n >= cfg.warmup:
             r = 0.0
             if self.record > 0.0:
@@ -216,6 +230,11 @@ class KpiDetector:
                 rn *= len(self.blk_hi) / cfg.blocks
                 if rn > r:
                     r = rn
+            if self.drift_record > 0.0:
+                rd = cfg.drift_weight * (drift / self.drift_record - 1.0)
+                if rd > r:
+                    r = rd
+                    drifted = True
             if r > 0.0:
                 score = r / (1.0 + r)
             if self.hold_left > 0 and score <= self.hold_score * cfg.escalate:
@@ -224,7 +243,7 @@ class KpiDetector:
             elif score >= cfg.alarm:
                 self.hold_left = cfg.hold
                 self.hold_score = score
-        self._why = (x, pred, model, t, hi, lo, score)
+        self._why = (x, pred, model, t, hi, lo, drifted, self.vmean)
         # Learn.
         ea = cfg.error_alpha
         e = abs(x - self.level)
@@ -258,6 +277,9 @@ class KpiDetector:
         self.spread += va * ((dv if dv > 0 else -dv) - self.spread)
         decayed = self.record * cfg.record_decay
         self.record = decayed if decayed > surprise else surprise
+        if n > 20:  # once the long-run mean has settled
+            decayed = self.drift_record * cfg.record_decay
+            self.drift_record = decayed if decayed > drift else drift
         if x > self.cur_hi:
             self.cur_hi = x
         if x < self.cur_lo:
@@ -287,7 +309,7 @@ class KpiDetector:
         score = self.update(t, x)
         if not self._why:
             return Detection(t, None, 0.0, False, None, "", f"{self.name}: no value")
-        x, pred, model, t, hi, lo, score = self._why
+        x, pred, model, t, hi, lo, drifted, usual = self._why
         anomalous = score >= self.config.alarm
         context = context_label(model, t)
         if abs(pred) > 1e-12 and x / pred > 0:
@@ -304,6 +326,9 @@ class KpiDetector:
             reason += f", above its {span} high of {_fmt(hi)}"
         elif lo < math.inf and x < lo:
             reason += f", below its {span} low of {_fmt(lo)}"
+        elif drifted:
+            level = self.level  # learned: it now includes this point
+            reason += f", its recent level drifted to {_fmt(level)} from {_fmt(usual)}"
         return Detection(t, x, score, anomalous, pred, context, reason)
 
     def _window_text(self) -> str:
@@ -334,6 +359,7 @@ class KpiDetector:
             "vmean": self.vmean,
             "spread": self.spread,
             "record": self.record,
+            "drift_record": self.drift_record,
             "blk_hi": list(self.blk_hi),
             "blk_lo": list(self.blk_lo),
             "blk_i": self.blk_i,
@@ -363,6 +389,7 @@ class KpiDetector:
             det.vmean = float(state["vmean"])
             det.spread = float(state["spread"])
             det.record = float(state["record"])
+            det.drift_record = float(state.get("drift_record", 0.0))  # absent in older states
             det.blk_hi = [float(v) for v in state["blk_hi"]][-cfg.blocks :]
             det.blk_lo = [float(v) for v in state["blk_lo"]][-cfg.blocks :]
             det.blk_i = int(state["blk_i"])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import random
 
 import pytest
+from support import REPO
 
 from selfheal.baseline import DetectorConfig, KpiDetector
 
@@ -174,3 +176,53 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError):
         DetectorConfig(alarm=1.5)
     assert DetectorConfig.from_dict({"alarm": 0.2, "unknown": 1}).alarm == 0.2
+
+
+def spiky(n: int, seed: int = 5) -> list[float]:
+    """Noise around 100 with a tall spike every 100 points: a wide range to hide in."""
+    rng = random.Random(seed)
+    return [160.0 if i % 100 == 50 else 100.0 + rng.gauss(0.0, 2.0) for i in range(n)]
+
+
+def test_a_shift_inside_the_range_is_seen_as_a_drift() -> None:
+    # The drift view is a weak signal (scores of 0.05-0.15): it counts at a threshold like the
+    # one NAB selects (0.055), not at the calmer default.
+    det = KpiDetector(DetectorConfig(alarm=0.05), name="cpu")
+    normal = [det.step(T0 + i * STEP, v) for i, v in enumerate(spiky(3000))]
+    # The spikes are its normal: the drift view stays quiet on them.
+    assert not any("drifted" in d.reason for d in normal[1000:] if d.anomalous)
+    # A shift of 40 (20 standard deviations) stays inside the range the spikes set (160)
+    # and is smaller than a spike, so neither the surprise nor the novelty view sees it.
+    shifted = [v + 40.0 for v in noisy(60, seed=6)]
+    found = [det.step(T0 + (3000 + i) * STEP, v) for i, v in enumerate(shifted)]
+    first = next(d for d in found if d.anomalous)
+    assert "drifted" in first.reason and "high of" not in first.reason
+    assert first.score < 0.2
+    blind = KpiDetector(DetectorConfig(alarm=0.05, drift_weight=0.0))
+    run(blind, spiky(3000))
+    assert max(run(blind, shifted, start=3000)) < blind.config.alarm
+
+
+def test_state_without_a_drift_record_still_loads() -> None:
+    det = KpiDetector()
+    run(det, daily(1500))
+    state = json.loads(json.dumps(det.to_state()))
+    del state["drift_record"]
+    resumed = KpiDetector.from_state(state)
+    assert resumed.drift_record == 0.0
+    assert resumed.n == det.n
+
+
+def test_the_target_copy_explains_a_drift_the_same_way() -> None:
+    path = REPO / "plugins" / "module_utils" / "kpi_detector.py"
+    spec = importlib.util.spec_from_file_location("target_kpi_detector", path)
+    target = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(target)
+    ours = KpiDetector(DetectorConfig(alarm=0.05), name="cpu")
+    theirs = target.KpiDetector(target.DetectorConfig(alarm=0.05), name="cpu")
+    values = spiky(3000) + [v + 40.0 for v in noisy(60, seed=6)]
+    for i, v in enumerate(values):
+        a = ours.step(T0 + i * STEP, v)
+        b = theirs.step(T0 + i * STEP, v)
+        assert (a.score, a.reason) == (b["score"], b["reason"])
+    assert ours.to_state() == theirs.to_state()
