@@ -12,15 +12,18 @@ Phases:
 
 Every 2xx means the alert was committed to the SQLite store (WAL, synchronous=FULL):
 concurrent requests share one transaction (group commit). The load generator is this
-script in ``--client`` mode (asyncio, HTTP/1.1 keep-alive, one alert per request, 1,000
-distinct fingerprints so most alerts are duplicates of open incidents).
+script in ``--client`` mode (asyncio protocol, HTTP/1.1 keep-alive, one Alertmanager v4
+notification of one alert per request, 1,000 distinct alerts so most are duplicates of open
+incidents). `eda_side_by_side.py` drives ansible-rulebook with the same client.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -37,45 +40,109 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token-0123456789"
+DISTINCT = 1000  # distinct alerts cycled through by the load generator
 
 
-def _body(i: int, alertname: str = "BenchAlert", host: str | None = None) -> bytes:
-    labels = {"alertname": alertname, "instance": f"node{i % 1000:04d}", "job": "bench"}
+def alertmanager_body(
+    i: int, alertname: str = "BenchAlert", host: str | None = None, instance: str | None = None
+) -> bytes:
+    """One Alertmanager webhook notification (version 4) carrying one firing alert."""
+    labels = {
+        "alertname": alertname,
+        "instance": instance or f"node{i % DISTINCT:04d}:9100",
+        "job": "bench",
+        "severity": "warning",
+    }
     if host:
         labels["host"] = host
         labels["service"] = "bench"
     alert = {
         "status": "firing",
         "labels": labels,
-        "annotations": {"summary": "benchmark"},
-        "startsAt": "2026-11-26T00:00:00Z",
+        "annotations": {"summary": "benchmark alert"},
+        "startsAt": "2026-11-26T00:00:00.000000000Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus:9090/graph",
+        # Alertmanager's own fingerprint: a hash of the label set
+        "fingerprint": hashlib.sha256(json.dumps(sorted(labels.items())).encode()).hexdigest()[:16],
     }
-    return json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode()
+    return json.dumps(
+        {
+            "receiver": "bench",
+            "status": "firing",
+            "alerts": [alert],
+            "groupLabels": {"alertname": alertname},
+            "commonLabels": labels,
+            "commonAnnotations": alert["annotations"],
+            "externalURL": "http://alertmanager:9093",
+            "version": "4",
+            "groupKey": f'{{}}:{{alertname="{alertname}"}}',
+            "truncatedAlerts": 0,
+        }
+    ).encode()
 
 
-def _request(port: int, body: bytes) -> bytes:
+def http_request(port: int, path: str, body: bytes, token: str | None) -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
     head = (
-        f"POST /alerts/alertmanager HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 
 
-async def _roundtrip(reader, writer, payload: bytes) -> int:
-    writer.write(payload)
-    await writer.drain()
-    status_line = await reader.readline()
-    length = 0
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b""):
-            break
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    await reader.readexactly(length)
-    return int(status_line.split()[1])
+# -- the load generator (a second process) ---------------------------------------------------
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection, one request in flight: cheaper than streams, so
+    the load generator takes less of the CPU it shares with the server."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.waiter: asyncio.Future | None = None
+        self.closed = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(0)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0 or self.waiter is None:
+            return
+        head = self.buffer[:end].lower()
+        at = head.find(b"content-length:")
+        length = 0
+        if at >= 0:
+            eol = head.find(b"\r\n", at)
+            length = int(head[at + 15 : eol if eol >= 0 else None])
+        if len(self.buffer) < end + 4 + length:
+            return
+        status = int(self.buffer[9:12])
+        self.buffer = self.buffer[end + 4 + length :]
+        waiter, self.waiter = self.waiter, None
+        if not waiter.done():
+            waiter.set_result(status)
+
+    async def send(self, payload: bytes) -> int:
+        if self.closed:
+            return 0
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(payload)  # type: ignore[union-attr]
+        return await self.waiter
+
+
+async def _connect(port: int) -> _Connection:
+    loop = asyncio.get_running_loop()
+    _, conn = await loop.create_connection(_Connection, "127.0.0.1", port)
+    return conn
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -85,34 +152,38 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-async def _fixed(port: int, rate: float, duration: float, max_conn: int) -> dict:
-    idle: asyncio.Queue = asyncio.Queue()
+async def fixed_rate(
+    port: int, payloads: list[bytes], rate: float, duration: float, max_conn: int
+) -> dict:
+    """Open loop: request i is due at start + i/rate; latency counts from the due time."""
+    idle: list[_Connection] = []
     opened = 0
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    tasks = []
+    slots = asyncio.Semaphore(max_conn)
 
     async def one(i: int, due: float) -> None:
         nonlocal opened
-        if idle.empty() and opened < max_conn:
-            opened += 1
-            idle.put_nowait(await asyncio.open_connection("127.0.0.1", port))
-        reader, writer = await idle.get()
-        try:
-            status = await _roundtrip(reader, writer, _request(port, _body(i)))
-        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
-            status = 0
-            opened -= 1
-            writer.close()
-        else:
-            idle.put_nowait((reader, writer))
+        async with slots:
+            try:
+                if idle:
+                    conn = idle.pop()
+                else:
+                    opened += 1
+                    conn = await _connect(port)
+            except OSError:
+                statuses[0] = statuses.get(0, 0) + 1
+                return
+            status = await conn.send(payloads[i % len(payloads)])
+            if not conn.closed:
+                idle.append(conn)
         statuses[status] = statuses.get(status, 0) + 1
         if 200 <= status < 300:
             latencies.append(time.perf_counter() - due)
 
+    tasks = []
     start = time.perf_counter()
-    total = int(rate * duration)
-    for i in range(total):
+    for i in range(int(rate * duration)):
         due = start + i / rate
         delay = due - time.perf_counter()
         if delay > 0:
@@ -120,28 +191,61 @@ async def _fixed(port: int, rate: float, duration: float, max_conn: int) -> dict
         tasks.append(asyncio.create_task(one(i, due)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
+    for conn in idle:
+        conn.transport.close()  # type: ignore[union-attr]
     return _summary("fixed", rate, elapsed, latencies, statuses, opened)
 
 
-async def _max(port: int, connections: int, duration: float) -> dict:
+async def closed_loop(port: int, payloads: list[bytes], connections: int, duration: float) -> dict:
+    """Closed loop: each connection sends its next request when the reply came."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    stop = time.perf_counter() + duration
     counter = iter(range(10**9))
+    conns = [await _connect(port) for _ in range(connections)]
+    stop = time.perf_counter() + duration
 
-    async def worker() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        while time.perf_counter() < stop:
+    async def worker(conn: _Connection) -> None:
+        while time.perf_counter() < stop and not conn.closed:
             sent = time.perf_counter()
-            status = await _roundtrip(reader, writer, _request(port, _body(next(counter))))
+            status = await conn.send(payloads[next(counter) % len(payloads)])
             statuses[status] = statuses.get(status, 0) + 1
             if 200 <= status < 300:
                 latencies.append(time.perf_counter() - sent)
-        writer.close()
+        conn.transport.close()  # type: ignore[union-attr]
 
     start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(connections)))
+    await asyncio.gather(*(worker(c) for c in conns))
     return _summary("max", None, time.perf_counter() - start, latencies, statuses, connections)
+
+
+async def storm(port: int, payload: bytes, connections: int, count: int, limit: float) -> dict:
+    """`count` copies of one request, as fast as `connections` connections send them; what
+    has no answer after `limit` seconds counts as status 0."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    left = iter(range(count))
+    conns = [await _connect(port) for _ in range(connections)]
+
+    async def worker(conn: _Connection) -> None:
+        for _ in left:
+            sent = time.perf_counter()
+            status = await conn.send(payload)
+            statuses[status] = statuses.get(status, 0) + 1
+            if 200 <= status < 300:
+                latencies.append(time.perf_counter() - sent)
+            if conn.closed:
+                break
+        conn.transport.close()  # type: ignore[union-attr]
+
+    start = time.perf_counter()
+    tasks = [asyncio.create_task(worker(c)) for c in conns]
+    _, pending = await asyncio.wait(tasks, timeout=limit)
+    for task in pending:
+        task.cancel()
+    unanswered = count - sum(statuses.values())
+    if unanswered:
+        statuses[0] = statuses.get(0, 0) + unanswered
+    return _summary("storm", None, time.perf_counter() - start, latencies, statuses, connections)
 
 
 def _summary(phase, rate, elapsed, latencies, statuses, connections) -> dict:
@@ -158,39 +262,110 @@ def _summary(phase, rate, elapsed, latencies, statuses, connections) -> dict:
 
 
 def client_main(args) -> None:
-    if args.mode == "fixed":
-        out = asyncio.run(_fixed(args.port, args.rate, args.duration, args.max_connections))
+    try:  # the client is lighter on uvloop when it is installed
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    token = args.token or None
+    payloads = [
+        http_request(args.port, args.path, alertmanager_body(i), token) for i in range(DISTINCT)
+    ]
+    if args.mode == "storm":
+        body = alertmanager_body(0, alertname="BenchDown", host="localhost", instance="storm")
+        payload = http_request(args.port, args.path, body, token)
+        coro = storm(args.port, payload, args.max_connections, args.count, args.duration)
+    elif args.mode == "fixed":
+        coro = fixed_rate(args.port, payloads, args.rate, args.duration, args.max_connections)
     else:
-        out = asyncio.run(_max(args.port, args.max_connections, args.duration))
-    print(json.dumps(out))
+        coro = closed_loop(args.port, payloads, args.max_connections, args.duration)
+    print(json.dumps(asyncio.run(coro)))
+
+
+def run_client(
+    port: int,
+    mode: str,
+    rate: float,
+    duration: float,
+    conns: int,
+    *,
+    path: str = "/alerts/alertmanager",
+    token: str = TOKEN,
+    count: int = 0,
+) -> dict:
+    """Run the load generator as a second process; its JSON summary."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--client",
+            "--mode",
+            mode,
+            "--port",
+            str(port),
+            "--path",
+            path,
+            "--token",
+            token,
+            "--rate",
+            str(rate),
+            "--duration",
+            str(duration),
+            "--max-connections",
+            str(conns),
+            "--count",
+            str(count),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration * 3 + 60,
+    )
+    return json.loads(out.stdout)
 
 
 # -- the server side ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _setup(tmp: Path, port: int, workers: int) -> Path:
+def write_selfheal_config(tmp: Path, port: int, workers: int, playbook: Path | None = None) -> Path:
+    """A dispatcher config: SQLite store, one token, a policy sending `BenchDown` alerts to
+    a one-task runbook on localhost (every other alert is recorded and escalated)."""
     import yaml
 
-    book = tmp / "one_task.yml"
-    book.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "hosts": "{{ target }}",
-                    "gather_facts": False,
-                    "tasks": [{"name": "One task", "ansible.builtin.debug": {"msg": "healed"}}],
-                }
-            ]
+    if playbook is None:
+        playbook = tmp / "one_task.yml"
+        playbook.write_text(
+            yaml.safe_dump(
+                [
+                    {
+                        "name": "One task",
+                        "hosts": "{{ target }}",
+                        "gather_facts": False,
+                        "tasks": [{"name": "One task", "ansible.builtin.debug": {"msg": "healed"}}],
+                    }
+                ]
+            )
         )
-    )
     (tmp / "inventory.yml").write_text(
-        yaml.safe_dump({"all": {"hosts": {"localhost": {"ansible_connection": "local"}}}})
+        yaml.safe_dump(
+            {
+                "all": {
+                    "hosts": {
+                        "localhost": {
+                            "ansible_connection": "local",
+                            "ansible_python_interpreter": sys.executable,
+                        }
+                    }
+                }
+            }
+        )
     )
     (tmp / "policy.yml").write_text(
         yaml.safe_dump(
@@ -202,7 +377,7 @@ def _setup(tmp: Path, port: int, workers: int) -> Path:
                     "circuit_breaker": {"failures": 1000, "window": "1h", "cooldown": "1m"},
                 },
                 "services": {"bench": {"hosts": ["localhost"]}},
-                "runbooks": {"one_task": {"playbook": str(book), "risk": "low"}},
+                "runbooks": {"one_task": {"playbook": str(playbook), "risk": "low"}},
                 "routes": [
                     {
                         "name": "bench",
@@ -223,7 +398,6 @@ def _setup(tmp: Path, port: int, workers: int) -> Path:
                 "policy": "policy.yml",
                 "inventory": "inventory.yml",
                 "workers": workers,
-                "poll_s": 0.2,
                 "log_level": "ERROR",
                 "tokens": [{"name": "bench", "token": TOKEN}],
             }
@@ -232,64 +406,88 @@ def _setup(tmp: Path, port: int, workers: int) -> Path:
     return config
 
 
-def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+def start_selfheal(tmp: Path, config: Path, env: dict | None = None) -> subprocess.Popen:
+    environ = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "selfheal.cli", "serve", "--config", str(config)],
+        cwd=tmp,
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / "serve.log").open("wb"),
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM the process group this script started, SIGKILL it if it lingers."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def wait_ready(
+    port: int, proc: subprocess.Popen, url: str = "/readyz", timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit("selfheal serve exited early")
+            raise SystemExit(f"the server exited early (rc {proc.returncode})")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{url}", timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.2)
-    raise SystemExit("selfheal serve did not get ready")
+    raise SystemExit("the server did not get ready")
 
 
-def _client(port: int, mode: str, rate: float, duration: float, conns: int) -> dict:
-    out = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--client",
-            "--mode",
-            mode,
-            "--port",
-            str(port),
-            "--rate",
-            str(rate),
-            "--duration",
-            str(duration),
-            "--max-connections",
-            str(conns),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout)
+def post(port: int, path: str, body: bytes, token: str | None = TOKEN) -> tuple[int, bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        conn.request("POST", path, body, headers)
+        reply = conn.getresponse()
+        return reply.status, reply.read()
+    finally:
+        conn.close()
+
+
+def first_task_start(private_data_dir: str) -> float | None:
+    """The earliest `playbook_on_task_start` event time in a run's runner artifacts."""
+    start = None
+    for path in glob.glob(f"{private_data_dir}/artifacts/*/job_events/*.json"):
+        try:
+            event = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            continue
+        if event.get("event") == "playbook_on_task_start":
+            created = datetime.fromisoformat(event["created"]).timestamp()
+            start = created if start is None else min(start, created)
+    return start
 
 
 def _first_task_latency(tmp: Path, port: int, count: int) -> dict:
-    import http.client
-
     db = tmp / "state/selfheal.db"
     latencies = []
     for i in range(count):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        body = _body(100000 + i, alertname="BenchDown", host="localhost").replace(
-            b'"node', b'"first' + str(i).encode() + b"-"
-        )
+        body = alertmanager_body(i, alertname="BenchDown", host="localhost", instance=f"ft{i}")
         sent = time.time()
-        conn.request(
-            "POST",
-            "/alerts/alertmanager",
-            body,
-            {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-        )
-        reply = json.loads(conn.getresponse().read())
-        conn.close()
-        incident = reply["results"][0]["incident_id"]
+        status, reply = post(port, "/alerts/alertmanager", body)
+        if status != 202:
+            continue
+        incident = json.loads(reply)["results"][0]["incident_id"]
         deadline = time.monotonic() + 120
         start = None
         while time.monotonic() < deadline and start is None:
@@ -298,11 +496,8 @@ def _first_task_latency(tmp: Path, port: int, count: int) -> dict:
                     "SELECT private_data_dir, status FROM runs WHERE incident_id = ?", (incident,)
                 ).fetchone()
             if row and row[0] and row[1] in ("succeeded", "failed"):
-                for path in glob.glob(f"{row[0]}/artifacts/*/job_events/*.json"):
-                    event = json.loads(Path(path).read_text())
-                    if event.get("event") == "playbook_on_task_start":
-                        created = datetime.fromisoformat(event["created"]).timestamp()
-                        start = created if start is None else min(start, created)
+                start = first_task_start(row[0])
+                break
             time.sleep(0.05)
         if start is not None:
             latencies.append(start - sent)
@@ -315,10 +510,15 @@ def _first_task_latency(tmp: Path, port: int, count: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="fixed", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--path", default="/alerts/alertmanager", help=argparse.SUPPRESS)
+    parser.add_argument("--token", default=TOKEN, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=1000.0, help="offered alerts/s")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
     parser.add_argument("--max-connections", type=int, default=64)
@@ -330,32 +530,19 @@ def main() -> None:
         client_main(args)
         return
     tmp = Path(tempfile.mkdtemp(prefix="selfheal-bench-"))
-    port = _free_port()
-    config = _setup(tmp, port, args.workers)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "selfheal.cli", "serve", "--config", str(config)],
-        cwd=tmp,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        start_new_session=True,
-    )
+    port = free_port()
+    config = write_selfheal_config(tmp, port, args.workers)
+    proc = start_selfheal(tmp, config)
     try:
-        _wait_ready(port, proc)
+        wait_ready(port, proc)
         results = [
-            _client(port, "fixed", args.rate, args.duration, args.max_connections),
-            _client(port, "max", 0, args.duration, args.max_connections),
-            _first_task_latency(tmp, port, args.first_task),
+            run_client(port, "fixed", args.rate, args.duration, args.max_connections),
+            run_client(port, "max", 0, args.duration, args.max_connections),
         ]
+        if args.first_task:
+            results.append(_first_task_latency(tmp, port, args.first_task))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        stop(proc)
     with sqlite3.connect(tmp / "state/selfheal.db") as c:
         stored = c.execute("SELECT count(*) FROM alerts").fetchone()[0]
     for r in results:

@@ -40,6 +40,8 @@ def serve(config: DispatcherConfig) -> None:
             log_config=None,
             backlog=4096,
             timeout_keep_alive=30,
+            http="httptools",  # the C parser: about twice the pure-Python h11 rate
+            proxy_headers=False,  # nothing here reads the client address; saves a layer
         )
     )
     if hasattr(signal, "SIGHUP"):  # reload the policy; off the signal handler (it may wait)

@@ -36,6 +36,8 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 _ID = re.compile(r"^[0-9]{1,18}$")
+# one encoder for every answer: json.dumps with options builds a new one per call
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class HTTPError(Exception):
@@ -196,7 +198,7 @@ class API:
         if isinstance(body, bytes):
             payload = body
         else:
-            payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            payload = _JSON(body).encode()
             headers = [(b"content-type", b"application/json"), *headers]
         await send(
             {

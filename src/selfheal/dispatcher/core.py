@@ -217,6 +217,7 @@ class Dispatcher:
         self._services: dict[int, str | None] = {}  # incident -> service, for correlation
         self._cancel: dict[int, threading.Event] = {}
         self._work = threading.Condition()  # wakes idle workers when a run is queued
+        self._queued_gen = 0  # bumped by every wake-up: a worker never misses one
         self._lock = threading.Lock()
         self.started = False
 
@@ -913,10 +914,12 @@ class Dispatcher:
 
     def _wake(self) -> None:
         with self._work:
+            self._queued_gen += 1
             self._work.notify()
 
     def _worker_loop(self, worker_id: str) -> None:
         while not self._stop.is_set():
+            seen = self._queued_gen
             try:
                 run = self.store.claim_next_run(worker_id, self.config.lease_s)
             except StoreError as exc:
@@ -924,7 +927,10 @@ class Dispatcher:
                 run = None
             if run is None:
                 with self._work:
-                    self._work.wait(self.config.poll_s)
+                    # a run queued while this worker was claiming: claim again at once
+                    # instead of sleeping through the missed notification for poll_s
+                    if self._queued_gen == seen:
+                        self._work.wait(self.config.poll_s)
                 continue
             try:
                 self._execute(run, worker_id)

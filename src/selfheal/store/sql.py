@@ -255,6 +255,11 @@ class _Known:
     last: tuple[int, str | None] | None  # (id, starts_at) of its newest incident, when none is open
 
 
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 class _Stamps:
     """`ts()` memoised for one batch: a storm repeats the same few timestamps."""
 
@@ -365,6 +370,7 @@ class SQLStore(Store):
         outcomes = []
         with self._tx() as cur:
             self._lock_keys(cur, (alert.fingerprint for alert in alerts))
+            self._open_incidents(cur, {alert.fingerprint for alert in alerts}, known)
             for alert in alerts:
                 incident_id, decision = self._dedup(cur, alert, at, known, bumps)
                 rows.append(
@@ -386,13 +392,15 @@ class SQLStore(Store):
                     )
                 )
                 outcomes.append((incident_id, decision, alert.fingerprint))
-            if bumps:
-                # one UPDATE per incident, however many duplicates of it the batch holds
-                cur.executemany(
-                    self._sql(
-                        "UPDATE incidents SET count = count + ?, last_seen = ? WHERE id = ?"
-                    ),
-                    [(n, at, incident_id) for incident_id, n in bumps.items()],
+            for chunk in _chunks(list(bumps.items()), 400):
+                # one statement for the batch, however many duplicates of an incident it holds
+                values = ", ".join(["(?, ?)"] * len(chunk))
+                self._x(
+                    cur,
+                    f"WITH bump(id, n) AS (VALUES {values}) UPDATE incidents"
+                    " SET count = count + (SELECT n FROM bump WHERE bump.id = incidents.id),"
+                    " last_seen = ? WHERE id IN (SELECT id FROM bump)",
+                    (*(v for pair in chunk for v in pair), at),
                 )
             ids = self._insert_alerts(cur, rows)
         return [
@@ -459,6 +467,19 @@ class SQLStore(Store):
         ).fetchone()
         del known[fp]
         return row[0], "reopened" if last else "new"
+
+    def _open_incidents(self, cur: Any, fingerprints: set[str], known: dict[str, _Known]) -> None:
+        """Fill `known` with the open incidents of these fingerprints in a few statements (a
+        statement per alert costs a GIL round trip each under a busy event loop)."""
+        for chunk in _chunks(sorted(fingerprints), 500):
+            marks = ", ".join(["?"] * len(chunk))
+            for fp, incident_id in self._x(
+                cur,
+                f"SELECT fingerprint, id FROM incidents WHERE status = 'open'"
+                f" AND fingerprint IN ({marks})",
+                tuple(chunk),
+            ).fetchall():
+                known[fp] = _Known(incident_id, None)
 
     def _known(self, cur: Any, fp: str) -> _Known:
         open_row = self._x(
