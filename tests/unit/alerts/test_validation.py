@@ -225,6 +225,10 @@ def test_fuzz_sns_alarm_fields(path, value):
         ({"alerts": {1, 2}}, "set is not a JSON value"),
         ({"alerts": [{"x": float("nan")}]}, "NaN and Infinity"),
         (b'{"n": ' + b"9" * 5000 + b"}", "not JSON"),
+        # shallow text payloads skip the value walk: the parser itself must refuse these
+        (b'{"alerts": [{"labels": {"alertname": "A"}, "n": 1e999}]}', "number out of range"),
+        (b'{"alerts": [], "n": ' + str(2**256 + 1).encode() + b"}", "number too large"),
+        (b'{"alerts": [{"labels": {"alertname": "A\\udc00"}}]}', "lone surrogate"),
     ],
 )
 def test_values_that_cannot_be_stored(payload, message):
