@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -153,3 +154,175 @@ def test_check_mode_does_not_count_a_restart(supervisor: Supervisor, tmp_path: P
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert not state_dir.exists()
+
+
+# --- service_restart_manager: process (a bare process, no service manager) ---------------
+
+PROCESS_PLAYBOOK = """\
+- name: Heal a bare process with the service_restart role
+  hosts: localhost
+  gather_facts: false
+  roles:
+    - role: selfheal.core.service_restart
+      vars:
+        service_restart_name: pyweb
+        service_restart_manager: process
+        service_restart_pidfile: "{{ pidfile }}"
+        service_restart_process_match: "{{ match }}"
+        service_restart_command: "{{ command }}"
+        service_restart_process_log: "{{ log }}"
+        service_restart_process_write_pidfile: "{{ write_pidfile }}"
+        service_restart_process_stop_timeout: 2
+        service_restart_state_dir: "{{ state_dir }}"
+        service_restart_health_checks:
+          - {name: pyweb, kind: http, url: "http://127.0.0.1:{{ port }}/", timeout: 1}
+        service_restart_verify_attempts: 20
+"""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+class BareProcess:
+    """A web server the test starts itself (no supervisor), and every copy the role starts."""
+
+    def __init__(self, tmp_path: Path):
+        self.port = _free_port()
+        self.www = tmp_path / "pyweb"
+        self.www.mkdir()
+        (self.www / "index.html").write_text("ok\n")
+        self.pidfile = tmp_path / "pyweb.pid"
+        self.log = tmp_path / "pyweb.log"
+        self.command = [
+            shutil.which("python3") or "python3", "-m", "http.server", str(self.port),
+            "--bind", "127.0.0.1", "--directory", str(self.www),
+        ]  # fmt: skip
+        self.match = rf"http\.server {self.port} "
+        self.state_dir = tmp_path / "restarts"
+        self.playbook = tmp_path / "process.yml"
+        self.playbook.write_text(PROCESS_PLAYBOOK)
+        self.seen: set[int] = set()
+        self.first = subprocess.Popen(
+            self.command,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.pidfile.write_text(f"{self.first.pid}\n")
+        self.seen.add(self.first.pid)
+        assert _wait(lambda: _serving(self.port)), "the test's process did not come up"
+
+    def pid(self) -> int:
+        pid = int(self.pidfile.read_text().strip())
+        self.seen.add(pid)
+        return pid
+
+    def crash(self) -> None:
+        pid = self.pid()
+        os.kill(pid, signal.SIGKILL)
+        if pid == self.first.pid:
+            self.first.wait(timeout=10)
+        assert _wait(lambda: not _pid_alive(pid))
+        assert _wait(lambda: not _serving(self.port))
+
+    def vars(self, **extra) -> dict:
+        return {
+            "pidfile": str(self.pidfile), "match": self.match, "command": self.command,
+            "log": str(self.log), "write_pidfile": True, "port": self.port,
+            "state_dir": str(self.state_dir), **extra,
+        }  # fmt: skip
+
+    def stop(self) -> None:
+        # Only processes this test started or saw the role start for it, checked by command line.
+        for pid in self.seen:
+            if _pid_alive(pid) and self.match.replace("\\", "") in _cmdline(pid):
+                os.kill(pid, signal.SIGKILL)
+        if self.first.poll() is None:
+            self.first.wait(timeout=10)
+
+
+@pytest.fixture
+def bare(tmp_path: Path):
+    proc = BareProcess(tmp_path)
+    yield proc
+    proc.stop()
+
+
+def test_process_crashed_is_restarted_detached_and_verified(bare: BareProcess) -> None:
+    bare.crash()
+    old = bare.pid()
+    result = run_playbook(bare.playbook, extra_vars=bare.vars())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "changed=1" in _recap(result.stdout)
+    new = bare.pid()
+    assert new != old and _pid_alive(new)
+    # Detached: another session than the playbook's, and a process group of its own.
+    assert os.getsid(new) != os.getsid(0)
+    assert os.getpgid(new) == new
+    assert _serving(bare.port)
+    assert "GET / HTTP" in bare.log.read_text()  # its output went to the log
+
+
+def test_healthy_process_is_left_alone_and_second_run_changes_nothing(bare: BareProcess) -> None:
+    bare.crash()
+    first = run_playbook(bare.playbook, extra_vars=bare.vars())
+    pid = bare.pid()
+    second = run_playbook(bare.playbook, extra_vars=bare.vars())
+    assert first.returncode == 0 and second.returncode == 0, second.stdout + second.stderr
+    assert "changed=1" in _recap(first.stdout)
+    assert "changed=0" in _recap(second.stdout)
+    assert bare.pid() == pid and _pid_alive(pid)
+
+
+def test_process_check_mode_starts_nothing(bare: BareProcess) -> None:
+    bare.crash()
+    old = bare.pid()
+    result = run_playbook(bare.playbook, extra_vars=bare.vars(), check=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "changed=1" in _recap(result.stdout)
+    assert "would restart" in result.stdout
+    assert bare.pid() == old
+    assert not _serving(bare.port)
+    assert not bare.state_dir.exists()
+
+
+def test_hung_process_found_by_command_line_is_replaced(bare: BareProcess) -> None:
+    """No pidfile: the process is found by its command line; stopped (SIGSTOP) it holds its
+    port but answers nothing, so the checks fail and the role kills and restarts it."""
+    hung = bare.first.pid
+    bare.pidfile.unlink()
+    os.kill(hung, signal.SIGSTOP)
+    assert _wait(lambda: not _serving(bare.port))
+    result = run_playbook(
+        bare.playbook, extra_vars=bare.vars(pidfile="", write_pidfile=False), timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "changed=1" in _recap(result.stdout)
+    bare.first.wait(timeout=10)  # the hung one was killed (after the stop timeout)
+    assert _serving(bare.port)
+    assert not bare.pidfile.exists()  # write_pidfile false: no pidfile written
+    bare.seen.update(
+        int(p)
+        for p in os.listdir("/proc")
+        if p.isdigit() and bare.match.replace("\\", "") in _cmdline(int(p))
+    )
+
+
+def test_process_without_a_command_is_refused(bare: BareProcess) -> None:
+    bare.crash()
+    result = run_playbook(bare.playbook, extra_vars=bare.vars(command=[]))
+    assert result.returncode != 0
+    assert "needs service_restart_pidfile or service_restart_process_match" in result.stdout
+    assert not _serving(bare.port)

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[3]
 ALL_ROLES = sorted(p for p in (REPO / "roles").iterdir() if p.is_dir())
 # Setup roles that are not remediation runbooks. Every other role must declare itself in
 # meta/selfheal.yml; a role joins this list only on purpose.
-NOT_RUNBOOKS = {"desired_state", "fluent_bit"}
+NOT_RUNBOOKS = {"desired_state", "fluent_bit", "auto_recovery_defaults"}
 ROLES = [p for p in ALL_ROLES if p.name not in NOT_RUNBOOKS]
 
 
