@@ -672,9 +672,7 @@ class Dispatcher:
         approvals, and queued runs of incidents that resolved meanwhile."""
         for incident in self.store.list_incidents(status="open", limit=100000):
             # root-cause candidates are notes on the incident, not a step of its pipeline
-            decisions = [
-                d for d in self.store.list_decisions(incident.id) if d.mode != ROOT_CAUSE
-            ]
+            decisions = [d for d in self.store.list_decisions(incident.id) if d.mode != ROOT_CAUSE]
             if not decisions:
                 self._pipeline_q.put(("redecide", incident.id))
                 continue
