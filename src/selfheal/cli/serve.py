@@ -105,7 +105,9 @@ def build_config(args):
             except OSError as exc:
                 raise ConfigError(f"cannot read ({exc.strerror})", "--hmac-secret") from exc
         base = cfg.sources.get(source) or SourceConfig(source)
-        cfg.sources[source] = replace(base, auth="hmac", hmac_secret=value.encode())
+        cfg.sources[source] = replace(
+            base, auth="hmac", hmac_secret=value.encode(), hmac_rotating=None
+        )
     if args.allow_unauthenticated:
         cfg.allow_unauthenticated = True
     cfg.validate()

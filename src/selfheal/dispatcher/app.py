@@ -139,8 +139,10 @@ class API:
         given = _digest(value.strip())
         found = None
         for digest, token in self._tokens:  # every token compared: no early exit
-            if hmac.compare_digest(given, digest) and found is None:
-                found = token
+            digests = token.rotating.digests() if token.rotating is not None else (digest,)
+            for candidate in digests:
+                if hmac.compare_digest(given, candidate) and found is None:
+                    found = token
         return found
 
     def _require(self, scope: Scope, scope_name: str) -> Token | None:
@@ -171,8 +173,12 @@ class API:
         given = header.strip()
         if given.lower().startswith("sha256="):
             given = given[7:]
-        expected = hmac.new(cfg.hmac_secret or b"", body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(given.lower().encode(), expected.encode()):
+        given_bytes = given.lower().encode()
+        matched = False
+        for secret in cfg.hmac_secrets():  # current secret, and the previous during its overlap
+            expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+            matched |= hmac.compare_digest(given_bytes, expected)
+        if not matched:
             raise HTTPError(403, f"bad signature in {cfg.hmac_header}")
 
     # -- dispatch -------------------------------------------------------------------------

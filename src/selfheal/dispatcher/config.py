@@ -38,6 +38,7 @@ from selfheal.dispatcher.awx import (
     awx_settings_from_data,
     backends_from_data,
 )
+from selfheal.dispatcher.secrets import RotatingSecret
 from selfheal.dispatcher.tracing import TracingSettings, tracing_settings_from_data
 from selfheal.errors import ConfigError
 
@@ -61,6 +62,8 @@ class Token:
     scopes: frozenset[str] = frozenset(SCOPES)
     roles: frozenset[str] = frozenset()
     console_role: str | None = None  # viewer | operator | approver | admin (sets the scopes)
+    # token_file: re-read on change, and the rotated-out token accepted during its overlap
+    rotating: RotatingSecret | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,13 @@ class SourceConfig:
     confirm_subscriptions: bool = False  # cloudwatch_sns only
     verify_signatures: bool = True  # cloudwatch_sns only: SNS message signatures
     signing_cert_hosts: tuple[str, ...] = ()  # cloudwatch_sns only: () = sns.<region> hosts
+    # hmac_secret_file: re-read on change, the rotated-out secret accepted during its overlap
+    hmac_rotating: RotatingSecret | None = field(default=None, compare=False, repr=False)
+
+    def hmac_secrets(self) -> tuple[bytes, ...]:
+        if self.hmac_rotating is not None:
+            return self.hmac_rotating.accepted()
+        return (self.hmac_secret,) if self.hmac_secret else ()
 
 
 @dataclass(frozen=True)
@@ -198,12 +208,22 @@ class DispatcherConfig:
                 raise ConfigError("auth hmac needs hmac_secret or hmac_secret_file", name)
 
 
+def _secret_path(file: Any, base: Path) -> Path:
+    path = Path(str(file)).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _rotating(file: Any, secret: str | None, base: Path) -> RotatingSecret | None:
+    if file is None or secret is None:
+        return None
+    return RotatingSecret(_secret_path(file, base), secret)
+
+
 def _read_secret(value: Any, file: Any, where: str, base: Path) -> str | None:
     if value is not None and file is not None:
         raise ConfigError("give the secret or the file, not both", where)
     if file is not None:
-        path = Path(str(file)).expanduser()
-        path = path if path.is_absolute() else base / path
+        path = _secret_path(file, base)
         try:
             text = path.read_text().strip()
         except OSError as exc:
@@ -244,7 +264,8 @@ def _token(raw: Any, i: int, base: Path) -> Token:
     roles = raw.get("roles", [])
     if not isinstance(roles, list) or any(not isinstance(r, str) for r in roles):
         raise ConfigError("must be a list of strings", f"{where}.roles")
-    return Token(name, secret, frozenset(scopes), frozenset(roles), console_role)
+    rotating = _rotating(raw.get("token_file"), secret, base)
+    return Token(name, secret, frozenset(scopes), frozenset(roles), console_role, rotating)
 
 
 def _source(name: str, raw: Any, base: Path) -> SourceConfig:
@@ -285,6 +306,7 @@ def _source(name: str, raw: Any, base: Path) -> SourceConfig:
         enabled=bool(raw.get("enabled", True)),
         auth=auth,
         hmac_secret=secret.encode() if secret else None,
+        hmac_rotating=_rotating(raw.get("hmac_secret_file"), secret, base),
         hmac_header=str(raw.get("hmac_header", DEFAULT_HMAC_HEADER)),
         mapping=mapping,
         confirm_subscriptions=bool(raw.get("confirm_subscriptions", False)),
