@@ -72,6 +72,16 @@ def render_table(data: dict) -> str:
         for b in books["failing_often"]
     ]
     lines.append("runbooks failing often: " + (", ".join(failing) or "-"))
+    cost = data["cost"]
+    if cost["known"]:
+        budget = "-" if cost["daily_budget"] is None else f"{cost['daily_budget']:g}/day"
+        lines += ["", f"cost of automated actions: {cost['total']:g} (budget {budget})"]
+        lines += [f"  {a['day']}  {a['cost']:g}  {a['why']}" for a in cost["anomalies"]]
+    loops = [
+        f"{r['runbook']} on {r['target']} ({r['attempts']} attempts on {r['day']})"
+        for r in data["runaway"]
+    ]
+    lines.append("runaway loops: " + (", ".join(loops) or "-"))
     return "\n".join(lines) + "\n"
 
 
@@ -81,12 +91,17 @@ def run(args) -> int:
     since = parse_time(args.since, "--since") if args.since else None
     until = parse_time(args.until, "--until") if args.until else None
     runbooks: list[str] = []
+    costs: dict[str, float] = {}
+    budget = None
     if args.policy:
         from selfheal.policy.model import load_policy
 
-        runbooks = list(load_policy(args.policy).runbooks)
+        policy = load_policy(args.policy)
+        runbooks = list(policy.runbooks)
+        costs = {name: book.cost for name, book in policy.runbooks.items()}
+        budget = policy.limits.daily_cost_budget
     with open_existing_store(args.store) as store:
-        data = summarise(collect(store, since, until), runbooks)
+        data = summarise(collect(store, since, until), runbooks, costs=costs, daily_budget=budget)
     if args.html:
         from pathlib import Path
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from selfheal.reporting.charts import Series, column_chart, hbar_chart, line_chart
 from selfheal.reporting.facts import fmt_duration
+from selfheal.reporting.summary import RUNAWAY_ATTEMPTS
 
 DEFAULT_TITLE = "selfheal incident report"
 
@@ -158,6 +159,37 @@ def _runbooks(data: dict[str, Any]) -> str:
     return _figure(svg, "Incidents whose remediation used each runbook.", table)
 
 
+def _cost_and_loops(data: dict[str, Any]) -> str:
+    cost = data.get("cost") or {}
+    parts = []
+    if cost.get("known") and cost.get("by_day"):
+        days = [row["day"] for row in cost["by_day"]]
+        values = [float(row["cost"]) for row in cost["by_day"]]
+        svg = hbar_chart("Cost of automated actions per day", days, [Series("cost", values)])
+        budget = cost.get("daily_budget")
+        over = {a["day"]: a["why"] for a in cost.get("anomalies", [])}
+        rows = [[d, f"{v:g}", over.get(d, "-")] for d, v in zip(days, values, strict=True)]
+        table = _table("Cost per day", ["day (UTC)", "cost", "anomaly"], rows)
+        caption = "Each started attempt costs its runbook's cost from the policy; " + (
+            f"daily budget {budget:g}." if budget is not None else "no daily budget set."
+        )
+        parts.append(_figure(svg, caption, table))
+    elif not cost.get("known"):
+        parts.append(_empty("Costs unknown: give --policy for the runbooks' costs and budget."))
+    else:
+        parts.append(_empty("No automated action ran in the period."))
+    loops = data.get("runaway") or []
+    if loops:
+        rows = [[r["runbook"], r["target"], r["day"], str(r["attempts"])] for r in loops]
+        parts.append(_table("Runaway loops", ["runbook", "target", "day (UTC)", "attempts"], rows))
+    else:
+        parts.append(
+            "<p>No runaway loop: no runbook was retried on one target"
+            f" {RUNAWAY_ATTEMPTS} or more times in a day.</p>"
+        )
+    return "".join(parts)
+
+
 def render_report_html(data: dict[str, Any], *, title: str = DEFAULT_TITLE) -> str:
     """The report page for `data` (what `summarise()` returns)."""
     auto = data["automation"]
@@ -183,6 +215,7 @@ def render_report_html(data: dict[str, Any], *, title: str = DEFAULT_TITLE) -> s
         ),
         _section("automation", "Automation over time", _over_time(data)),
         _section("runbooks", "Runbooks", _runbooks(data)),
+        _section("cost", "Cost and runaway loops", _cost_and_loops(data)),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

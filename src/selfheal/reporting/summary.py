@@ -1,5 +1,6 @@
 """Aggregates over many incidents: MTTD/MTTR per service and per runbook, the automation
-success rate, the outcome mix, and runbooks that are never used or fail often."""
+success rate, the outcome mix, runbooks that are never used or fail often, the cost of
+automated actions against the policy's daily budget, and runaway loops."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from selfheal.store import Store
 
 FAILING_RATE = 0.5  # a runbook whose attempts fail at least this often "fails often"
 FAILING_MIN_ATTEMPTS = 2
+RUNAWAY_ATTEMPTS = 5  # attempts of one runbook on one target in one UTC day: a loop
+COST_ANOMALY_FACTOR = 3.0  # a day costing this many times the median day is an anomaly
+COST_ANOMALY_MIN_DAYS = 3  # days with spending needed before a median means anything
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -81,9 +85,66 @@ def _by_day(facts: Iterable[IncidentFacts]) -> list[dict[str, Any]]:
     return [{"day": name, **{k: days[name][k] for k in keys}} for name in sorted(days)]
 
 
-def summarise(facts: list[IncidentFacts], runbooks: Iterable[str] = ()) -> dict[str, Any]:
+def _attempt_days(facts: Iterable[IncidentFacts]):
+    """(run, UTC day, attempts that started) for every run that started at least once."""
+    for f in facts:
+        for run in f.runs:
+            if run.attempts > 0:
+                when = run.started_at or run.created_at
+                yield run, when.date().isoformat(), run.attempts
+
+
+def _spending(
+    facts: list[IncidentFacts], costs: dict[str, float], budget: float | None
+) -> dict[str, Any]:
+    """What the automated actions cost per UTC day (each started attempt costs its runbook's
+    `cost`), against the daily budget; days over it or far above the usual day."""
+    days: dict[str, float] = defaultdict(float)
+    for run, day, attempts in _attempt_days(facts):
+        days[day] += costs.get(run.runbook, 0.0) * attempts
+    by_day = [{"day": d, "cost": round(days[d], 4)} for d in sorted(days)]
+    spent = [row["cost"] for row in by_day if row["cost"] > 0]
+    usual = median(spent) if len(spent) >= COST_ANOMALY_MIN_DAYS else None
+    anomalies = []
+    for row in by_day:
+        why = []
+        if budget is not None and row["cost"] > budget:
+            why.append(f"over the daily budget of {budget:g}")
+        if usual and row["cost"] > COST_ANOMALY_FACTOR * usual:
+            why.append(f"{row['cost'] / usual:.1f}x the median day ({usual:g})")
+        if why:
+            anomalies.append({**row, "why": "; ".join(why)})
+    return {
+        "known": bool(costs),
+        "total": round(sum(days.values()), 4),
+        "daily_budget": budget,
+        "by_day": by_day,
+        "anomalies": anomalies,
+    }
+
+
+def _runaway(facts: Iterable[IncidentFacts]) -> list[dict[str, Any]]:
+    """One runbook retried on one target so often in one day that it is looping."""
+    counts: Counter = Counter()
+    for run, day, attempts in _attempt_days(facts):
+        counts[(run.runbook, run.target, day)] += attempts
+    return [
+        {"runbook": book, "target": target, "day": day, "attempts": n}
+        for (book, target, day), n in sorted(counts.items())
+        if n >= RUNAWAY_ATTEMPTS
+    ]
+
+
+def summarise(
+    facts: list[IncidentFacts],
+    runbooks: Iterable[str] = (),
+    *,
+    costs: dict[str, float] | None = None,
+    daily_budget: float | None = None,
+) -> dict[str, Any]:
     """The report as a JSON-ready dict. `runbooks`: the policy's runbook names (for "never
-    used"); without them, only runbooks seen in runs are known."""
+    used"); without them, only runbooks seen in runs are known. `costs` (runbook -> cost of
+    one attempt) and `daily_budget` come from the policy too."""
     outcomes = Counter(f.outcome for f in facts)
     attempted = [f for f in facts if f.outcome in ("auto-resolved", "auto-failed-escalated")]
     succeeded = sum(1 for f in attempted if f.outcome == "auto-resolved")
@@ -118,4 +179,6 @@ def summarise(facts: list[IncidentFacts], runbooks: Iterable[str] = ()) -> dict[
             "never_used": sorted(set(runbooks) - set(tries)),
             "failing_often": failing,
         },
+        "cost": _spending(facts, dict(costs or {}), daily_budget),
+        "runaway": _runaway(facts),
     }

@@ -109,3 +109,18 @@ def test_cli_html(store, tmp_path, capsys) -> None:
     assert out.read_text().count("<figure>") == 6
     bad = ["report", "--store", str(store.path), "--html", str(tmp_path / "no/dir/r.html")]
     assert main(bad) == ExitCode.USAGE
+
+
+def test_cost_section_charts_each_day_against_the_budget(store) -> None:
+    _fill(store)  # day 1: restart-web once; day 2: restart-web once, failover-db twice
+    data = summarise(
+        collect(store), costs={"restart-web": 1.0, "failover-db": 5.0}, daily_budget=10.0
+    )
+    page = render_report_html(data)
+    section = page.split('id="cost"', 1)[1].split("</section>", 1)[0]
+    assert "Cost of automated actions per day" in section
+    assert "daily budget 10." in section
+    assert "over the daily budget of 10" in section  # day 2 spent 11
+    assert section.count("<svg") == 1
+    without = render_report_html(summarise(collect(store)))
+    assert "give --policy" in without.split('id="cost"', 1)[1]

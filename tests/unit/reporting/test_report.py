@@ -105,3 +105,53 @@ def test_cli_policy_lists_unused_runbooks(store, repo, capsys) -> None:
     args = ["report", "--store", str(store.path), "--policy", str(policy), "--format", "json"]
     assert main(args) == ExitCode.OK
     assert json.loads(capsys.readouterr().out)["runbooks"]["never_used"] == ["restart_service"]
+
+
+def _retried(store, incident, runbook, target, attempts, start) -> None:
+    """One run of `runbook` on `target` that started `attempts` times and failed each time."""
+    run_to_end(store, incident, runbook, target, "failed", 2, start, start + 10)
+    run = store.list_runs(incident_id=incident)[-1]
+    for i in range(1, attempts):
+        t = start + 100 * i
+        store.retry_run(run.id, now=at(t))
+        store.claim_next_run("w1", 600, now=at(t + 1))
+        store.finish_run(run.id, "failed", rc=2, worker_id="w1", reason="failed", now=at(t + 5))
+
+
+def test_cost_against_the_daily_budget_and_runaway_loops(store) -> None:
+    _fill(store)  # restart-web started twice, failover-db twice, all on 2026-01-05
+    costs = {"restart-web": 2.0, "failover-db": 10.0}
+    data = summarise(collect(store), costs=costs, daily_budget=15.0)
+    assert data["cost"]["total"] == 24.0
+    assert data["cost"]["by_day"] == [{"day": "2026-01-05", "cost": 24.0}]
+    [over] = data["cost"]["anomalies"]
+    assert over["day"] == "2026-01-05" and "over the daily budget of 15" in over["why"]
+    assert data["runaway"] == []  # two attempts is a retry, not a loop
+
+    e = fire(store, "Full", "cache", 4000, 4010)
+    _retried(store, e, "clear-cache", "cache1", 5, 4020)
+    data = summarise(collect(store), costs=costs, daily_budget=None)
+    assert data["runaway"] == [
+        {"runbook": "clear-cache", "target": "cache1", "day": "2026-01-05", "attempts": 5}
+    ]
+    assert data["cost"]["total"] == 24.0 and data["cost"]["anomalies"] == []  # no cost known
+
+
+def test_a_day_far_above_the_usual_is_a_cost_anomaly(store) -> None:
+    day = 86400
+    for i, attempts in enumerate((1, 1, 1, 4)):
+        incident = fire(store, f"Full{i}", "cache", i * day, i * day + 10)
+        _retried(store, incident, "clear-cache", "cache1", attempts, i * day + 20)
+    data = summarise(collect(store), costs={"clear-cache": 1.0})
+    assert [row["cost"] for row in data["cost"]["by_day"]] == [1.0, 1.0, 1.0, 4.0]
+    [odd] = data["cost"]["anomalies"]
+    assert odd["day"] == "2026-01-08" and "4.0x the median day" in odd["why"]
+
+
+def test_cli_reports_cost_and_loops_with_a_policy(store, repo, capsys) -> None:
+    _fill(store)
+    policy = repo / "src" / "selfheal" / "demo_policy.yml"
+    assert main(["report", "--store", str(store.path), "--policy", str(policy)]) == 0
+    table = capsys.readouterr().out
+    assert "cost of automated actions: 0" in table  # the demo's runbook never ran here
+    assert "runaway loops: -" in table
