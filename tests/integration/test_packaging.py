@@ -114,7 +114,7 @@ def test_galaxy_tarball_ships_the_collection_only(tmp_path: Path) -> None:
         n
         for n in names
         if n.split("/")[0] in {"src", "benchmarks", "scripts", ".ci", "docs"}
-        or n.startswith(("tests/unit", "tests/integration"))
+        or n.startswith(("tests/unit", "tests/integration", "tests/fakes"))
         or "__pycache__" in n
     ]
     assert leaked == []
