@@ -4,12 +4,14 @@ table, JSON, or (`--html FILE`) a self-contained HTML page with charts."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from selfheal.errors import ConfigError
-from selfheal.policy.model import parse_time
+from selfheal.policy.model import parse_duration, parse_time
 from selfheal.reporting import collect, summarise
 from selfheal.reporting.cli_common import open_existing_store
 from selfheal.reporting.facts import fmt_duration
+from selfheal.reporting.summary import slo_burn
 
 
 def register(subparsers) -> None:
@@ -35,6 +37,19 @@ def register(subparsers) -> None:
         help="also write the report as an HTML page with SVG charts to FILE (self-contained)",
     )
     parser.add_argument("--title", default=None, help="the HTML page's title")
+    parser.add_argument(
+        "--slo-mttr",
+        metavar="DURATION",
+        help="time-to-resolve SLO objective, e.g. 15m: report how much of the error budget"
+        " the period burned",
+    )
+    parser.add_argument(
+        "--slo-target",
+        type=float,
+        default=0.95,
+        metavar="RATIO",
+        help="share of incidents that must meet --slo-mttr (default 0.95)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -82,7 +97,21 @@ def render_table(data: dict) -> str:
         for r in data["runaway"]
     ]
     lines.append("runaway loops: " + (", ".join(loops) or "-"))
+    slo = data.get("slo")
+    if slo:
+        lines.append(slo_line(slo))
     return "\n".join(lines) + "\n"
+
+
+def slo_line(slo: dict) -> str:
+    goal = f"{slo['target'] * 100:g}% resolved within {fmt_duration(slo['objective_s'])}"
+    if not slo["counted"]:
+        return f"SLO {goal}: no incident to count yet"
+    burn = slo["budget_burn"]
+    return (
+        f"SLO {goal}: {slo['met']}/{slo['counted']} ({slo['ratio'] * 100:.1f}%),"
+        f" error budget burned {burn * 100:.0f}%" + (" (overspent)" if burn > 1 else "")
+    )
 
 
 def run(args) -> int:
@@ -100,8 +129,22 @@ def run(args) -> int:
         runbooks = list(policy.runbooks)
         costs = {name: book.cost for name, book in policy.runbooks.items()}
         budget = policy.limits.daily_cost_budget
+    objective = None
+    if args.slo_mttr:
+        try:
+            objective = parse_duration(args.slo_mttr).total_seconds()
+        except ValueError as exc:
+            raise ConfigError(str(exc), "--slo-mttr") from None
+        if objective <= 0:
+            raise ConfigError("must be a positive duration", "--slo-mttr")
+    if not 0.0 < args.slo_target < 1.0:
+        raise ConfigError("must be between 0 and 1 (exclusive)", "--slo-target")
     with open_existing_store(args.store) as store:
-        data = summarise(collect(store, since, until), runbooks, costs=costs, daily_budget=budget)
+        facts = collect(store, since, until)
+    slo = None
+    if objective is not None:
+        slo = slo_burn(facts, objective, args.slo_target, until or datetime.now(UTC))
+    data = summarise(facts, runbooks, costs=costs, daily_budget=budget, slo=slo)
     if args.html:
         from pathlib import Path
 

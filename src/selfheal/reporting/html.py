@@ -159,6 +159,17 @@ def _runbooks(data: dict[str, Any]) -> str:
     return _figure(svg, "Incidents whose remediation used each runbook.", table)
 
 
+def _slo_figure(slo: dict[str, Any] | None) -> str:
+    if not slo or not slo.get("counted"):
+        return ""
+    goal = f"{slo['target'] * 100:g}% within {fmt_duration(slo['objective_s'])}"
+    return (
+        f"<div><dt>time-to-resolve SLO ({escape(goal)})</dt>"
+        f"<dd>{slo['met']}/{slo['counted']}, error budget burned"
+        f" {slo['budget_burn'] * 100:.0f}%</dd></div>"
+    )
+
+
 def _cost_and_loops(data: dict[str, Any]) -> str:
     cost = data.get("cost") or {}
     parts = []
@@ -199,7 +210,7 @@ def render_report_html(data: dict[str, Any], *, title: str = DEFAULT_TITLE) -> s
         f"<div><dt>automation succeeded</dt><dd>{auto['succeeded']}/{auto['attempted']}"
         f" ({_pct(auto['success_rate'])})</dd></div>"
         f"<div><dt>runbooks failing often</dt><dd>{len(data['runbooks']['failing_often'])}"
-        "</dd></div></dl>"
+        "</dd></div>" + _slo_figure(data.get("slo")) + "</dl>"
     )
     body = [
         f"<h1>{escape(title)}</h1>",

@@ -135,16 +135,51 @@ def _runaway(facts: Iterable[IncidentFacts]) -> list[dict[str, Any]]:
     ]
 
 
+def slo_burn(
+    facts: Iterable[IncidentFacts], objective_s: float, target: float, now: datetime
+) -> dict[str, Any]:
+    """The time-to-resolve SLO "`target` of incidents resolved within `objective_s`": an
+    incident resolved in time is good; one resolved late, or still open past the objective,
+    is bad; one still open within it is not counted yet. `budget_burn` is the share of the
+    error budget spent: 1.0 means exactly spent, above 1 overspent."""
+    good = bad = 0
+    for f in facts:
+        if f.incident.parent_id is not None:
+            continue  # folded into its root cause: the root's resolution counts
+        took = f.mttr_s
+        if took is None:
+            took = (now - f.incident.opened_at).total_seconds()
+            if took <= objective_s:
+                continue
+        good += took <= objective_s
+        bad += took > objective_s
+    counted = good + bad
+    ratio = good / counted if counted else None
+    burn = None
+    if ratio is not None:
+        burn = round((1.0 - ratio) / (1.0 - target), 4) if target < 1.0 else None
+    return {
+        "objective_s": objective_s,
+        "target": target,
+        "counted": counted,
+        "met": good,
+        "ratio": round(ratio, 4) if ratio is not None else None,
+        "budget_burn": burn,
+    }
+
+
 def summarise(
     facts: list[IncidentFacts],
     runbooks: Iterable[str] = (),
     *,
     costs: dict[str, float] | None = None,
     daily_budget: float | None = None,
+    slo: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report as a JSON-ready dict. `runbooks`: the policy's runbook names (for "never
     used"); without them, only runbooks seen in runs are known. `costs` (runbook -> cost of
-    one attempt) and `daily_budget` come from the policy too."""
+    one attempt) and `daily_budget` come from the policy too. `slo`: what `slo_burn`
+    returned for these facts, carried as is."""
     outcomes = Counter(f.outcome for f in facts)
     attempted = [f for f in facts if f.outcome in ("auto-resolved", "auto-failed-escalated")]
     succeeded = sum(1 for f in attempted if f.outcome == "auto-resolved")
@@ -181,4 +216,5 @@ def summarise(
         },
         "cost": _spending(facts, dict(costs or {}), daily_budget),
         "runaway": _runaway(facts),
+        "slo": slo,
     }

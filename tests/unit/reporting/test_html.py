@@ -124,3 +124,15 @@ def test_cost_section_charts_each_day_against_the_budget(store) -> None:
     assert section.count("<svg") == 1
     without = render_report_html(summarise(collect(store)))
     assert "give --policy" in without.split('id="cost"', 1)[1]
+
+
+def test_slo_figure_shows_the_burned_budget(store) -> None:
+    from selfheal.reporting.summary import slo_burn
+
+    _fill(store)
+    facts = collect(store)
+    slo = slo_burn(facts, objective_s=600, target=0.9, now=at(100000))
+    page = render_report_html(summarise(facts, slo=slo))
+    assert "time-to-resolve SLO (90% within 10m00s)" in page
+    assert f"{slo['met']}/{slo['counted']}, error budget burned" in page
+    assert "time-to-resolve SLO" not in render_report_html(summarise(facts))

@@ -155,3 +155,35 @@ def test_cli_reports_cost_and_loops_with_a_policy(store, repo, capsys) -> None:
     table = capsys.readouterr().out
     assert "cost of automated actions: 0" in table  # the demo's runbook never ran here
     assert "runaway loops: -" in table
+
+
+def test_slo_burn_counts_late_and_overdue_incidents(store) -> None:
+    from selfheal.reporting.summary import slo_burn
+
+    _fill(store)  # web: resolved in 300 s and 600 s; db and api still open
+    facts = collect(store)
+    early = slo_burn(facts, objective_s=400, target=0.9, now=at(2100))
+    # db opened 70 s before "now" and api not yet: neither counts; one of two web ones late
+    assert (early["counted"], early["met"], early["ratio"], early["budget_burn"]) == (
+        2,
+        1,
+        0.5,
+        5.0,
+    )
+    late = slo_burn(facts, objective_s=400, target=0.9, now=at(5000))
+    assert (late["counted"], late["met"], late["budget_burn"]) == (4, 1, 7.5)
+    fine = slo_burn(facts[:1], objective_s=400, target=0.9, now=at(5000))
+    assert fine["budget_burn"] == 0.0
+
+
+def test_cli_slo(store, capsys) -> None:
+    _fill(store)
+    args = ["report", "--store", str(store.path), "--slo-mttr", "10m"]
+    assert main([*args, "--until", rfc(at(2100))]) == ExitCode.OK
+    table = capsys.readouterr().out
+    assert "SLO 95% resolved within 10m00s: 2/2 (100.0%), error budget burned 0%" in table
+    assert main([*args, "--format", "json"]) == ExitCode.OK  # now: db and api are overdue
+    slo = json.loads(capsys.readouterr().out)["slo"]
+    assert (slo["counted"], slo["met"], slo["budget_burn"]) == (4, 2, 10.0)
+    assert main([*args, "--slo-target", "1.5"]) == ExitCode.USAGE
+    assert main(["report", "--store", str(store.path), "--slo-mttr", "soon"]) == ExitCode.USAGE
