@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -20,22 +19,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import CHROMIUM, CHROMIUM_ARGS
 from unit.dispatcher.helpers import Server, am_alert, am_body, free_port, request, write_playbook
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed"),
-]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
 ]
 INTAKE = "console-intake-token-0123"
 APPROVER = "console-approver-token-01"

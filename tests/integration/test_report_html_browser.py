@@ -9,29 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+from support import CHROMIUM, CHROMIUM_ARGS
 from unit.reporting.helpers import at, fire, resolve, run_to_end, selection, store  # noqa: F401
 
 from selfheal.cli import ExitCode, main
 from selfheal.reporting import OUTCOMES
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed"),
-]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
 ]
 DAY = 86400
 
