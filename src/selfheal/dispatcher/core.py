@@ -40,7 +40,6 @@ from selfheal.dispatcher.config import DispatcherConfig
 from selfheal.dispatcher.execute import execute, resolve_playbook, verify_playbook
 from selfheal.dispatcher.metrics import Metrics
 from selfheal.dispatcher.outbox import PagerOutbox, PagerTimeline, client_for
-from selfheal.dispatcher.rootcause import MODE as ROOT_CAUSE
 from selfheal.dispatcher.safety import label_problems, safe_name
 from selfheal.dispatcher.tracing import Tracer
 from selfheal.errors import ConfigError, SelfhealError
@@ -672,7 +671,7 @@ class Dispatcher:
         approvals, and queued runs of incidents that resolved meanwhile."""
         for incident in self.store.list_incidents(status="open", limit=100000):
             # root-cause candidates are notes on the incident, not a step of its pipeline
-            decisions = [d for d in self.store.list_decisions(incident.id) if d.mode != ROOT_CAUSE]
+            decisions = [d for d in self.store.list_decisions(incident.id) if d.is_pipeline_step]
             if not decisions:
                 self._pipeline_q.put(("redecide", incident.id))
                 continue

@@ -13,8 +13,9 @@ import json
 from typing import Any
 
 from selfheal.errors import SelfhealError
+from selfheal.store import ROOT_CAUSE_MODE
 
-MODE = "root_cause"
+MODE = ROOT_CAUSE_MODE
 MAX_CANDIDATES = 10
 _TEXT_LIMITS = {"service": 200, "operation": 300, "trace_id": 64, "reason": 500, "source": 100}
 

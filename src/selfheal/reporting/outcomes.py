@@ -59,8 +59,7 @@ def classify(
     approvals: Sequence[ApprovalRecord] = (),
 ) -> str:
     """The outcome class of `incident` (one of `OUTCOMES`); precedence in the module doc."""
-    # root-cause candidates are notes attached to an incident, not a step of its pipeline
-    modes = [d.mode for d in decisions if d.mode != "root_cause"]
+    modes = [d.mode for d in decisions if d.is_pipeline_step]
     if incident.parent_id is not None or "folded" in modes:
         return "suppressed"
     if any(r.status == "succeeded" for r in runs):

@@ -211,7 +211,7 @@ def build(facts: IncidentFacts, audit: AuditExtract | None = None) -> Document:
     if inc.reopened_from is not None:
         candidates.append(f"Reopened from incident #{inc.reopened_from} (a recurrence)")
     for decision in facts.decisions:
-        if decision.mode != "root_cause":
+        if decision.is_pipeline_step:
             continue
         for reason in decision.reasons:
             if isinstance(reason, dict) and reason.get("service"):

@@ -12,6 +12,7 @@ See docs/alerts.md for the guarantees.
 
 from selfheal.store.model import (
     DEDUP_DECISIONS,
+    ROOT_CAUSE_MODE,
     RUN_STATUSES,
     AcceptResult,
     ApprovalRecord,
@@ -36,6 +37,7 @@ def open_store(location: str) -> Store:
 
 __all__ = [
     "DEDUP_DECISIONS",
+    "ROOT_CAUSE_MODE",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
     "AcceptResult",

@@ -71,6 +71,11 @@ class Run:
     reason: str | None
 
 
+# A decision row that is a note on the incident (root-cause candidates from diagnosis), not a
+# step of its pipeline: recovery and outcome classes look past it.
+ROOT_CAUSE_MODE = "root_cause"
+
+
 @dataclass(frozen=True)
 class DecisionRecord:
     id: int
@@ -78,6 +83,10 @@ class DecisionRecord:
     mode: str
     reasons: list[Any]
     at: datetime
+
+    @property
+    def is_pipeline_step(self) -> bool:
+        return self.mode != ROOT_CAUSE_MODE
 
 
 @dataclass(frozen=True)
