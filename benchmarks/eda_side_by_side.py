@@ -13,11 +13,20 @@ Phases:
   a. intake: maximum rate (closed loop, --connections) and a fixed offered rate (open loop,
      --rate; latency counted from each request's due time). The load alerts (1,000
      distinct, ``BenchAlert``) start no playbook on either side.
-  b. POST -> first task: --samples distinct ``BenchDown`` alerts, one at a time, each
-     waiting for its play to end; the task start time comes from the ``task_stamp``
-     callback (``benchmarks/eda/callback_plugins``) on both sides. After each alert, a bare
-     ``ansible_runner.run`` of the same playbook runs under the same machine load; dispatch
-     overhead = median of (POST -> first task) - (bare call -> first task), paired.
+  b. POST -> first task: --samples distinct ``BenchDown`` alerts per system, one at a
+     time, each waiting for its play to end, after one uncounted warm-up alert each; the
+     systems take turns (alternating order), so a slow minute of the machine hits both.
+     The ``task_stamp`` callback (``benchmarks/eda/callback_plugins``) stamps, on both
+     sides, when ``ansible-playbook`` was launched (its process start) and when its first
+     task started. After each alert a bare ``ansible_runner.run`` of the same playbook runs
+     under the same machine load, and each sample is paired with it:
+       dispatch overhead = (POST -> ansible-playbook launched) - (bare call -> launched),
+       end-to-end overhead = (POST -> first task) - (bare call -> first task),
+     reported as medians of the paired differences, the end-to-end one with a bootstrap 95%
+     interval: ansible-playbook's own start (about 0.6-1.1 s here) varies by hundreds of
+     milliseconds from run to run, and that noise is in the end-to-end difference only.
+     With both systems, each round's two alerts are also paired with each other:
+     selfheal - ansible-rulebook, median of the per-round differences [95% interval].
   c. storm: --storm copies of one ``BenchDown`` alert; the playbook runs each system
      starts within --storm-window seconds.
 
@@ -31,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import socket
 import sqlite3
@@ -69,13 +79,28 @@ def _stamps(directory: Path, kind: str) -> list[float]:
     return sorted(float(p.name.split("-")[1]) for p in directory.glob(f"{kind}-*"))
 
 
-def _wait_stamp(directory: Path, kind: str, seen: int, timeout: float) -> float | None:
-    """The newest `kind` stamp once more than `seen` exist (None after `timeout` s)."""
+def _processes(directory: Path) -> dict[str, dict[str, float]]:
+    """pid -> {stamp kind: epoch} of every ansible-playbook process stamped in `directory`."""
+    found: dict[str, dict[str, float]] = {}
+    for path in directory.iterdir():
+        kind, at, pid = path.name.split("-")
+        found.setdefault(pid, {})[kind] = float(at)
+    return found
+
+
+def _wait_process(directory: Path, known: set[str], timeout: float) -> dict[str, float] | None:
+    """The stamps of the first playbook process not in `known` once its play has ended
+    (None when none started its first task within `timeout` s)."""
     deadline = time.monotonic() + timeout
+    finishing = False
     while time.monotonic() < deadline:
-        found = _stamps(directory, kind)
-        if len(found) > seen:
-            return found[-1]
+        fresh = [v for k, v in _processes(directory).items() if k not in known and "start" in v]
+        if fresh:
+            run = min(fresh, key=lambda v: v["start"])
+            if "end" in run:
+                return run
+            if not finishing:  # started: give the play a minute to end
+                finishing, deadline = True, time.monotonic() + 60
         time.sleep(0.01)
     return None
 
@@ -234,38 +259,100 @@ def phase_intake(system: System, args) -> dict:
     return {"max": peak, "fixed": fixed}
 
 
-def phase_first_task(system: System, args) -> dict:
-    latencies: list[float] = []
-    overheads: list[float] = []  # POST -> first task minus the paired bare runner start
-    bares: list[float] = []
-    for i in range(args.samples):
-        ends = len(_stamps(system.stamps, "end"))
-        starts = len(_stamps(system.stamps, "start"))
-        body = intake.alertmanager_body(
-            i, alertname="BenchDown", host="localhost", instance=f"{system.name}-first-{i}"
-        )
-        sent = time.time()
-        if system.post(body) // 100 != 2:
-            continue
-        start = _wait_stamp(system.stamps, "start", starts, 60)
-        if start is None:
-            break  # nothing runs: do not wait for the other samples too
-        _wait_stamp(system.stamps, "end", ends, 60)  # one run at a time on both sides
-        system.idle()
-        # a bare runner start right after, under the same machine load: the reference
-        bare = _bare_once(system.tmp, system.stamps.parent / "bare-stamps")
-        if bare is not None:
-            latencies.append(start - sent)
-            overheads.append(start - sent - bare[0])
-            bares.append(bare[0])
-        time.sleep(0.5)
+def _first_task_sample(system: System, i: int) -> dict[str, float] | None:
+    """One alert through `system`, then one bare runner start: their timings (seconds)."""
+    known = set(_processes(system.stamps))
+    body = intake.alertmanager_body(
+        i, alertname="BenchDown", host="localhost", instance=f"{system.name}-first-{i}"
+    )
+    sent = time.time()
+    if system.post(body) // 100 != 2:
+        return None
+    run = _wait_process(system.stamps, known, 60)
+    if run is None or "launch" not in run:
+        return None
+    system.idle()
+    # a bare runner start right after, under the same machine load: the reference
+    bare = _bare_once(system.tmp, system.stamps.parent / "bare-stamps")
+    if bare is None:
+        return None
     return {
-        "samples": len(latencies),
-        "p50_ms": round(_pct(latencies, 0.5) * 1000, 1),
-        "p95_ms": round(_pct(latencies, 0.95) * 1000, 1),
-        "bare_p50_ms": round(_pct(bares, 0.5) * 1000, 1),
-        "overhead_p50_ms": round(_pct(overheads, 0.5) * 1000, 1),
+        "e2e": run["start"] - sent,
+        "dispatch": run["launch"] - sent,
+        "ansible": run["start"] - run["launch"],
+        "bare_e2e": bare["start"] - bare["call"],
+        "bare_dispatch": bare["launch"] - bare["call"],
+        "bare_ansible": bare["start"] - bare["launch"],
     }
+
+
+def _median_ci(values: list[float], rounds: int = 2000) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of the median (fixed seed: reruns agree)."""
+    rng = random.Random(0)
+    medians = sorted(_pct(rng.choices(values, k=len(values)), 0.5) for _ in range(rounds))
+    return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
+
+
+def _summary(samples: list[dict[str, float]]) -> dict:
+    def ms(values: list[float], q: float = 0.5) -> float:
+        return round(_pct(values, q) * 1000, 1)
+
+    column = {k: [s[k] for s in samples] for k in (samples[0] if samples else ())}
+    overheads = [s["e2e"] - s["bare_e2e"] for s in samples]
+    dispatch = [s["dispatch"] - s["bare_dispatch"] for s in samples]
+    low, high = _median_ci(overheads) if overheads else (float("nan"), float("nan"))
+    return {
+        "samples": len(samples),
+        "p50_ms": ms(column.get("e2e", [])),
+        "p95_ms": ms(column.get("e2e", []), 0.95),
+        "launch_p50_ms": ms(column.get("dispatch", [])),
+        "launch_p95_ms": ms(column.get("dispatch", []), 0.95),
+        "ansible_start_p50_ms": ms(column.get("ansible", [])),
+        "bare_p50_ms": ms(column.get("bare_e2e", [])),
+        "bare_launch_p50_ms": ms(column.get("bare_dispatch", [])),
+        "bare_ansible_start_p50_ms": ms(column.get("bare_ansible", [])),
+        "dispatch_overhead_p50_ms": ms(dispatch),
+        "dispatch_overhead_p95_ms": ms(dispatch, 0.95),
+        "overhead_p50_ms": ms(overheads),
+        "overhead_ci95_ms": [round(low * 1000, 1), round(high * 1000, 1)],
+    }
+
+
+def phase_first_task(systems: list[System], args) -> dict[str, dict]:
+    """Phase b for every system at once, taking turns sample by sample."""
+    for system in systems:  # warm-up, not counted: each server's first run pays for caches
+        _first_task_sample(system, -1)
+    rounds: list[dict[str, dict[str, float]]] = []
+    stalled: set[str] = set()
+    for i in range(args.samples):
+        rounds.append({})
+        for system in systems if i % 2 == 0 else systems[::-1]:
+            if system.name in stalled:
+                continue
+            sample = _first_task_sample(system, i)
+            if sample is None:
+                stalled.add(system.name)  # nothing runs: do not wait for its other samples
+            else:
+                rounds[-1][system.name] = sample
+            time.sleep(0.5)
+        print(f"   b: {i + 1}/{args.samples}", file=sys.stderr, flush=True)
+    out = {s.name: _summary([r[s.name] for r in rounds if s.name in r]) for s in systems}
+    if len(systems) == 2:  # the two alerts of a round are neighbours in time: pair them
+        first, second = (s.name for s in systems)
+        both = [r for r in rounds if first in r and second in r]
+        out[first][f"vs_{second}"] = _versus(both, first, second)
+    return out
+
+
+def _versus(rounds: list[dict[str, dict[str, float]]], a: str, b: str) -> dict:
+    """`a` - `b` per round: POST -> first task and POST -> launched, medians [95% CI]."""
+    result: dict = {"rounds": len(rounds)}
+    for key in ("e2e", "dispatch"):
+        diffs = [r[a][key] - r[b][key] for r in rounds]
+        if diffs:
+            low, high = _median_ci(diffs)
+            result[key] = [round(v * 1000, 1) for v in (_pct(diffs, 0.5), low, high)]
+    return result
 
 
 def phase_storm(system: System, args) -> dict:
@@ -283,15 +370,16 @@ _BARE = (
     "t0 = time.time()\n"
     "r = ansible_runner.run(private_data_dir=tempfile.mkdtemp(dir=sys.argv[1]),"
     " playbook=sys.argv[2], inventory=sys.argv[3], quiet=True)\n"
-    "print(t0, time.time(), r.rc)\n"
+    "print(t0, r.rc)\n"
 )
 
 
-def _bare_once(tmp: Path, stamps: Path) -> tuple[float, float] | None:
+def _bare_once(tmp: Path, stamps: Path) -> dict[str, float] | None:
     """One ansible_runner.run of the playbook in a fresh process (ansible_runner imported
-    before the clock starts, as in a running server): (call -> first task, whole run)."""
+    before the clock starts, as in a running server): when it was called, when it launched
+    ansible-playbook, when the first task started."""
     stamps.mkdir(exist_ok=True)
-    seen = len(_stamps(stamps, "start"))
+    known = set(_processes(stamps))
     out = subprocess.run(
         [sys.executable, "-c", _BARE, str(tmp), str(PLAYBOOK), str(EDA / "inventory.yml")],
         env={**os.environ, **_stamp_env(stamps)},
@@ -300,25 +388,11 @@ def _bare_once(tmp: Path, stamps: Path) -> tuple[float, float] | None:
         timeout=120,
         check=True,
     )
-    t0, t1, rc = out.stdout.split()
-    start = _wait_stamp(stamps, "start", seen, 5)
-    if rc != "0" or start is None:
+    t0, rc = out.stdout.split()
+    run = _wait_process(stamps, known, 5)
+    if rc != "0" or run is None or "launch" not in run:
         return None
-    return start - float(t0), float(t1) - float(t0)
-
-
-def bare_runner(tmp: Path, samples: int) -> dict:
-    """The bare runner alone: call -> first task and the whole run."""
-    to_task, total = [], []
-    for _ in range(samples):
-        once = _bare_once(tmp, tmp / "bare-stamps")
-        if once is not None:
-            to_task.append(once[0])
-            total.append(once[1])
-    return {
-        "to_first_task_p50_ms": round(_pct(to_task, 0.5) * 1000, 1),
-        "run_p50_ms": round(_pct(total, 0.5) * 1000, 1),
-    }
+    return {"call": float(t0), "launch": run["launch"], "start": run["start"]}
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -328,7 +402,7 @@ def _row(label: str, values: dict[str, str], names: list[str]) -> str:
     return f"| {label} | " + " | ".join(values.get(n, "-") for n in names) + " |"
 
 
-def report(results: dict[str, dict], bare: dict | None) -> str:
+def report(results: dict[str, dict]) -> str:
     names = list(results)
     lines = ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
 
@@ -380,18 +454,63 @@ def report(results: dict[str, dict], bare: dict | None) -> str:
     )
     lines.append(
         _row(
-            "(b) paired bare runner start, p50 ms",
-            cell(lambda r: f"{r['b']['bare_p50_ms']:.0f}"),
+            "(b) POST -> ansible-playbook launched p50 / p95 ms",
+            cell(lambda r: f"{r['b']['launch_p50_ms']:.0f} / {r['b']['launch_p95_ms']:.0f}"),
             names,
         )
     )
     lines.append(
         _row(
-            "(b) dispatch overhead above it, p50 ms",
-            cell(lambda r: f"{r['b']['overhead_p50_ms']:.0f}"),
+            "(b) launched -> first task (ansible's own start) p50 ms",
+            cell(lambda r: f"{r['b']['ansible_start_p50_ms']:.0f}"),
             names,
         )
     )
+    lines.append(
+        _row(
+            "(b) paired bare runner: call -> launched / first task p50 ms",
+            cell(lambda r: f"{r['b']['bare_launch_p50_ms']:.0f} / {r['b']['bare_p50_ms']:.0f}"),
+            names,
+        )
+    )
+    lines.append(
+        _row(
+            "(b) dispatch overhead above the bare start, p50 / p95 ms",
+            cell(
+                lambda r: (
+                    f"{r['b']['dispatch_overhead_p50_ms']:.0f} / "
+                    f"{r['b']['dispatch_overhead_p95_ms']:.0f}"
+                )
+            ),
+            names,
+        )
+    )
+    lines.append(
+        _row(
+            "(b) end-to-end difference to the bare start, p50 [95% CI] ms",
+            cell(
+                lambda r: (
+                    f"{r['b']['overhead_p50_ms']:.0f} "
+                    f"[{r['b']['overhead_ci95_ms'][0]:.0f}, {r['b']['overhead_ci95_ms'][1]:.0f}]"
+                )
+            ),
+            names,
+        )
+    )
+    versus = [n for n in names if f"vs_{n}" in results.get(names[0], {}).get("b", {})]
+    if versus:
+        vs = results[names[0]]["b"][f"vs_{versus[0]}"]
+        label = f"(b) {names[0]} - {versus[0]} per round, p50 [95% CI] ms"
+        for key, what in (("e2e", "POST -> first task"), ("dispatch", "POST -> launched")):
+            if key in vs:
+                median, low, high = vs[key]
+                lines.append(
+                    _row(
+                        f"{label}: {what}",
+                        {names[0]: f"{median:.0f} [{low:.0f}, {high:.0f}]"},
+                        names,
+                    )
+                )
     lines.append(
         _row(
             "(c) storm: accepted / playbook runs",
@@ -399,13 +518,7 @@ def report(results: dict[str, dict], bare: dict | None) -> str:
             names,
         )
     )
-    text = "\n".join(lines)
-    if bare:
-        text += (
-            f"\n\nbare ansible_runner.run of the same playbook: call -> first task p50 "
-            f"{bare['to_first_task_p50_ms']:.0f} ms, whole run p50 {bare['run_p50_ms']:.0f} ms"
-        )
-    return text
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -418,42 +531,65 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per intake phase")
     parser.add_argument("--rate", type=float, default=1000.0, help="fixed offered rate, /s")
     parser.add_argument("--connections", type=int, default=64, help="client connections")
-    parser.add_argument("--samples", type=int, default=10, help="phase b alerts")
-    parser.add_argument("--bare-samples", type=int, default=5, help="bare runner runs")
+    parser.add_argument("--samples", type=int, default=30, help="phase b alerts per system")
     parser.add_argument("--storm", type=int, default=1000, help="phase c copies")
     parser.add_argument("--storm-window", type=float, default=60.0, help="phase c wait, s")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="selfheal-eda-bench-"))
-    systems = [Selfheal, Rulebook]
+    kinds = [Selfheal, Rulebook]
     if args.only:
-        systems = [s for s in systems if s.name == args.only]
-    phases = {"a": phase_intake, "b": phase_first_task, "c": phase_storm}
-    results: dict[str, dict] = {}
+        kinds = [k for k in kinds if k.name == args.only]
+    results: dict[str, dict] = {k.name: {} for k in kinds}
     try:
-        for kind in systems:
-            print(f"== {kind.name}", file=sys.stderr, flush=True)
-            out: dict = results.setdefault(kind.name, {})
-            for phase in (p for p in "abc" if p in args.phases):
-                # a fresh server per phase: no backlog of one phase slows the next
-                system = kind(tmp / f"{kind.name}-{phase}")
+        for phase in (p for p in "abc" if p in args.phases):
+            print(f"== phase {phase}", file=sys.stderr, flush=True)
+            # fresh servers per phase: no backlog of one phase slows the next
+            if phase == "b":  # every system at once, taking turns
+                started = [s for s in (k(tmp / f"{k.name}-b") for k in kinds) if _start(s, results)]
                 try:
-                    system.start()
-                    out[phase] = phases[phase](system, args)
-                    if phase == "c" and isinstance(system, Selfheal):
-                        out[phase]["store_runs"] = system.runs()
-                except (RuntimeError, SystemExit, subprocess.SubprocessError, OSError) as exc:
-                    out[phase] = {"error": str(exc)}
+                    results_b = phase_first_task(started, args) if started else {}
                 finally:
-                    system.stop()
-                print(f"   {phase}: {json.dumps(out[phase])}", file=sys.stderr, flush=True)
-        bare = bare_runner(tmp, args.bare_samples) if "b" in args.phases else None
+                    for system in started:
+                        system.stop()
+                for name, out in results_b.items():
+                    results[name]["b"] = out
+            else:
+                for kind in kinds:
+                    system = kind(tmp / f"{kind.name}-{phase}")
+                    if not _start(system, results, phase):
+                        continue
+                    try:
+                        run = phase_intake if phase == "a" else phase_storm
+                        results[kind.name][phase] = run(system, args)
+                        if phase == "c" and isinstance(system, Selfheal):
+                            results[kind.name][phase]["store_runs"] = system.runs()
+                    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+                        results[kind.name][phase] = {"error": str(exc)}
+                    finally:
+                        system.stop()
+            for name, out in results.items():
+                if phase in out:
+                    print(
+                        f"   {name} {phase}: {json.dumps(out[phase])}", file=sys.stderr, flush=True
+                    )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
-        print(json.dumps({"results": results, "bare_runner": bare}, indent=2))
-    print(report(results, bare))
+        print(json.dumps(results, indent=2))
+    print(report(results))
+
+
+def _start(system: System, results: dict[str, dict], phase: str = "b") -> bool:
+    """Start `system`'s server; on failure record the error for `phase` and stop it."""
+    try:
+        system.start()
+        return True
+    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+        results[system.name][phase] = {"error": str(exc)}
+        system.stop()
+        return False
 
 
 if __name__ == "__main__":

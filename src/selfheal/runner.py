@@ -7,8 +7,11 @@ The call blocks: async callers run it in an executor.
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import json
 import os
+import shlex
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -46,6 +49,36 @@ def collection_root() -> Path:
     return Path(next(iter(core.__path__)))
 
 
+@functools.cache
+def ansible_playbook() -> str:
+    """The ``ansible-playbook`` installed with the ansible-core selfheal imports.
+
+    ansible-runner otherwise runs the first ``ansible-playbook`` on PATH: a service started
+    without its virtualenv on PATH would get another install's ansible (one without the
+    selfheal.core collection, maybe another version), or none at all.
+    """
+    try:
+        dist = importlib.metadata.distribution("ansible-core")
+        for file in dist.files or ():
+            if file.name == "ansible-playbook":
+                path = Path(str(dist.locate_file(file))).resolve()
+                if path.is_file() and os.access(path, os.X_OK):
+                    return str(path)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    return "ansible-playbook"  # found on PATH, as ansible-runner would
+
+
+def playbook_args(playbook: Path) -> dict[str, str]:
+    """The `ansible_runner.run` arguments that run `playbook` with `ansible_playbook()`."""
+    binary = ansible_playbook()
+    if binary == "ansible-playbook":
+        return {"playbook": str(playbook)}
+    # Given a `binary`, ansible-runner adds inventory, limit and extra vars but not the
+    # playbook: that goes in the command line it passes through.
+    return {"binary": binary, "cmdline": shlex.quote(str(playbook))}
+
+
 def run_playbook(
     playbook: str | Path,
     inventory: str | Path,
@@ -73,7 +106,7 @@ def run_playbook(
     }
     runner = ansible_runner.run(
         private_data_dir=str(private),
-        playbook=str(playbook.resolve()),
+        **playbook_args(playbook.resolve()),
         inventory=str(Path(inventory).resolve()),
         extravars=extravars or {},
         envvars=env,

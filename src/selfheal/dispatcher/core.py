@@ -1037,6 +1037,8 @@ class Dispatcher:
         ok = False
         reason = ""
         rc: int | None = None
+        due = max(run.created_at, run.not_before or run.created_at)
+        self.metrics.start_delay.observe(max(0.0, (datetime.now(UTC) - due).total_seconds()))
         try:
             result = run_playbook(
                 playbook,

@@ -18,7 +18,7 @@ from typing import Any
 import ansible_runner
 import yaml
 
-from selfheal.runner import _PASSTHROUGH, RunResult, collection_root
+from selfheal.runner import _PASSTHROUGH, RunResult, collection_root, playbook_args
 
 
 def unsafe_yaml(values: Mapping[str, Any]) -> str:
@@ -37,7 +37,7 @@ def unsafe_yaml(values: Mapping[str, Any]) -> str:
         else:
             raise ValueError(f"extra var {key!r} must be a string, int or bool")
         lines.append(f"{key}: {text}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" if lines else "{}\n"  # ansible refuses an empty file
 
 
 def resolve_playbook(name: str, policy_dir: Path | None) -> Path:
@@ -81,7 +81,7 @@ def execute(
     }
     runner = ansible_runner.run(
         private_data_dir=str(private),
-        playbook=str(playbook),
+        **playbook_args(playbook),
         inventory=str(inventory.resolve()),
         envvars=env,
         timeout=timeout,

@@ -109,6 +109,8 @@ class Histogram(_Metric):
         return lines
 
 
+# alert -> action inside the dispatcher: milliseconds when a worker is free, longer when not
+_DELAY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 _TIME_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 
 
@@ -153,6 +155,11 @@ class Metrics:
             "Time to resolve: from an incident's opening to its resolution.",
             _TIME_BUCKETS,
         )
+        self.start_delay = Histogram(
+            "selfheal_run_start_delay_seconds",
+            "From a run being queued (or its retry coming due) to its playbook or job launch.",
+            _DELAY_BUCKETS,
+        )
         self.accept_batch = Histogram(
             "selfheal_accept_batch_alerts",
             "Alerts committed per store transaction (group commit).",
@@ -177,6 +184,7 @@ class Metrics:
             self.pager,
             self.mttd,
             self.mttr,
+            self.start_delay,
             self.accept_batch,
             self.queue,
             self.pending,

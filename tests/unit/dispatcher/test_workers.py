@@ -4,7 +4,10 @@ PagerDuty Events API v2 endpoint, recovery of interrupted runs."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -14,6 +17,7 @@ import yaml
 from unit.dispatcher.helpers import TOKEN, am_alert, am_body, policy_data, wait_for
 
 from selfheal.dispatcher.execute import execute, unsafe_yaml
+from selfheal.runner import ansible_playbook, run_playbook
 from selfheal.store import SQLiteStore
 
 
@@ -53,6 +57,36 @@ def test_extra_vars_are_never_templated(tmp_path: Path) -> None:
     )
     assert result.ok, result.failed_tasks
     assert out.read_text() == "{{ 6 * 7 }}{% if true %}!{% endif %}"
+
+
+@pytest.mark.parametrize("runner", ["dispatcher", "cli"])
+def test_runs_use_the_ansible_playbook_installed_with_selfheal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runner: str
+) -> None:
+    """Another ``ansible-playbook`` first on PATH (another install, a version manager's
+    shim) is not the one runs start: the one installed with the imported ansible-core is."""
+    foreign = tmp_path / "bin" / "ansible-playbook"
+    foreign.parent.mkdir()
+    foreign.write_text(f"#!/bin/sh\ntouch {tmp_path / 'foreign-ran'}\nexit 3\n")
+    foreign.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{foreign.parent}{os.pathsep}{os.environ['PATH']}")
+    book = tmp_path / "ok.yml"
+    book.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks: [{ansible.builtin.ping: {}}]\n"
+    )
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+        f"      ansible_python_interpreter: {sys.executable}\n"
+    )
+    (tmp_path / "runs").mkdir()
+    if runner == "dispatcher":
+        result = execute(book, inventory, extravars={}, base_dir=tmp_path / "runs", timeout=120)
+    else:
+        result = run_playbook(book, inventory, base_dir=tmp_path / "runs", timeout=120)
+    assert result.ok, result.failed_tasks
+    assert not (tmp_path / "foreign-ran").exists()
+    assert Path(ansible_playbook()).parent != foreign.parent
 
 
 class _PagerDuty(BaseHTTPRequestHandler):
@@ -205,3 +239,19 @@ def test_backoff_is_full_jitter_and_capped(make_dispatcher) -> None:
         values = [d.backoff(attempt) for _ in range(200)]
         assert all(0 <= v <= ceiling for v in values)
         assert max(values) > ceiling / 2  # spread over the whole range
+
+
+def test_start_delay_counts_the_wait_for_a_free_worker(make_dispatcher, env) -> None:
+    d, client = make_dispatcher(workers=0)  # no worker: the run waits in the queue
+    labels = {"alertname": "ServiceDown", "service": "app", "host": "web-01"}
+    client.post("/alerts/alertmanager", am_body(am_alert(labels)), token=TOKEN)
+    wait_for(lambda: d.store.list_runs(status="queued"))
+    assert "selfheal_run_start_delay_seconds_count 0" in d.metrics.render().decode()
+    time.sleep(1.2)
+    d.stop()
+    d2, _ = make_dispatcher(workers=1)
+    wait_for(lambda: d2.store.list_runs(status="succeeded"), timeout=120)
+    text = d2.metrics.render().decode()
+    assert "selfheal_run_start_delay_seconds_count 1" in text
+    assert 'selfheal_run_start_delay_seconds_bucket{le="1"} 0' in text  # waited > 1.2 s
+    assert 'selfheal_run_start_delay_seconds_bucket{le="10"} 1' in text
