@@ -119,8 +119,7 @@ def timeline(store: Store, state, incident: Incident) -> list[dict[str, Any]]:
 
 def recent_runs(store: Store, limit: int) -> list[Run]:
     """The newest `limit` runs, newest first."""
-    runs = store.list_runs()
-    return list(reversed(runs[-limit:]))
+    return store.list_runs(newest=limit)
 
 
 def run_log(run: Run) -> str | None:

@@ -879,7 +879,7 @@ class Dispatcher:
     # -- workers ----------------------------------------------------------------------------
 
     def _queue_depth(self) -> int:
-        return len(self.store.list_runs(status="queued"))
+        return self.store.count_runs(status="queued")
 
     def _recover(self, startup: bool) -> None:
         runs: list[Run] = []

@@ -208,8 +208,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list_runs(
-        self, *, incident_id: int | None = None, status: str | None = None
-    ) -> list[Run]: ...
+        self,
+        *,
+        incident_id: int | None = None,
+        status: str | None = None,
+        newest: int | None = None,
+    ) -> list[Run]:
+        """Runs oldest first; with `newest`, only the newest that many, newest first."""
+
+    @abc.abstractmethod
+    def count_runs(self, *, incident_id: int | None = None, status: str | None = None) -> int: ...
 
     # -- decisions and approvals
     @abc.abstractmethod

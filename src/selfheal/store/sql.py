@@ -227,6 +227,17 @@ def _incident(row: tuple) -> Incident:
     )
 
 
+def _run_filter(incident_id: int | None, status: str | None) -> tuple[str, tuple]:
+    clauses, params = [], []
+    if incident_id is not None:
+        clauses.append("incident_id = ?")
+        params.append(incident_id)
+    if status is not None:
+        clauses.append("status = ?")
+        params.append(status)
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else "", tuple(params))
+
+
 def _run(row: tuple) -> Run:
     return Run(
         id=row[0],
@@ -697,17 +708,26 @@ class SQLStore(Store):
         rows = self._read(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,))
         return _run(rows[0]) if rows else None
 
-    def list_runs(self, *, incident_id: int | None = None, status: str | None = None) -> list[Run]:
-        clauses, params = [], []
-        if incident_id is not None:
-            clauses.append("incident_id = ?")
-            params.append(incident_id)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._read(f"SELECT {_RUN_COLS} FROM runs {where} ORDER BY id", tuple(params))
+    def list_runs(
+        self,
+        *,
+        incident_id: int | None = None,
+        status: str | None = None,
+        newest: int | None = None,
+    ) -> list[Run]:
+        where, params = _run_filter(incident_id, status)
+        if newest is None:
+            rows = self._read(f"SELECT {_RUN_COLS} FROM runs {where} ORDER BY id", params)
+        else:
+            rows = self._read(
+                f"SELECT {_RUN_COLS} FROM runs {where} ORDER BY id DESC LIMIT ?",
+                (*params, int(newest)),
+            )
         return [_run(r) for r in rows]
+
+    def count_runs(self, *, incident_id: int | None = None, status: str | None = None) -> int:
+        where, params = _run_filter(incident_id, status)
+        return int(self._read(f"SELECT count(*) FROM runs {where}", params)[0][0])
 
     # -- decisions and approvals
     def record_decision(

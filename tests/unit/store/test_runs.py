@@ -91,3 +91,18 @@ def test_cancel_pending_runs_when_resolved_first(store, incident):
 def test_enqueue_needs_an_incident(store):
     with pytest.raises(StoreError, match="no incident 7"):
         store.enqueue_run(7, "rb", "a")
+
+
+def test_newest_runs_and_counts(store, incident):
+    other = store.accept([make_alert("web9")])[0].incident_id
+    runs = [
+        store.enqueue_run(i, "rb", f"t{n}", now=T0) for n, i in enumerate([incident, other] * 3)
+    ]
+    store.claim_next_run("w", 30, now=T0)  # the oldest is running now
+    assert [r.id for r in store.list_runs(newest=4)] == [r.id for r in reversed(runs[-4:])]
+    assert [r.id for r in store.list_runs(incident_id=other, newest=2)] == [runs[5].id, runs[3].id]
+    assert [r.id for r in store.list_runs(status="running", newest=10)] == [runs[0].id]
+    assert store.count_runs() == 6
+    assert store.count_runs(status="queued") == 5
+    assert store.count_runs(incident_id=incident, status="queued") == 2
+    assert store.count_runs(status="failed") == 0
