@@ -3,7 +3,7 @@ plain `scopes` gets the strongest role its scopes allow (the mapping is in the c
 
 from __future__ import annotations
 
-from selfheal.dispatcher.config import CONSOLE_ROLES, Token
+from selfheal.dispatcher.config import Token
 
 
 def console_role_of(token: Token | None) -> str | None:
@@ -12,7 +12,10 @@ def console_role_of(token: Token | None) -> str | None:
         return "viewer"  # an open API (no tokens configured): reading only, no identity
     if token.console_role:
         return token.console_role
-    for role in ("admin", "approver", "viewer"):
-        if CONSOLE_ROLES[role] <= token.scopes:
+    if "read" not in token.scopes:
+        return None
+    # the strongest scope decides (older configs list `[read, approve]` for approvers)
+    for role, scope in (("admin", "admin"), ("approver", "approve"), ("operator", "operate")):
+        if scope in token.scopes:
             return role
-    return None
+    return "viewer"

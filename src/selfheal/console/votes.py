@@ -17,7 +17,7 @@ class ReasonError(ValueError):
 
 
 def parse_reason(body: bytes, *, required: bool) -> str | None:
-    """`{"reason": "..."}` from a vote's body. An empty body is no reason."""
+    """`{"reason": "..."}` from a vote's or a cancel's body. An empty body is no reason."""
     data: Any = {}
     if body.strip():
         try:
@@ -33,7 +33,7 @@ def parse_reason(body: bytes, *, required: bool) -> str | None:
     if len(reason) > MAX_REASON:
         raise ReasonError(f"must be at most {MAX_REASON} characters", "reason")
     if required and not reason:
-        raise ReasonError("a reason is required to approve or deny", "reason")
+        raise ReasonError("a reason is required", "reason")
     return reason or None
 
 

@@ -256,6 +256,9 @@ class API:
             if len(parts) == 1:
                 return await self._incidents(scope)
             return await self._incident(parts[1])
+        if len(parts) == 3 and parts[0] == "runs" and parts[2] == "cancel":
+            _allow(method, "POST")
+            return await self._cancel_run(scope, receive, parts[1])
         if len(parts) == 2 and parts[0] == "runs":
             _allow(method, "GET")
             self._require(scope, "read")
@@ -354,6 +357,27 @@ class API:
             await asyncio.to_thread(self.sns.verify, message)
         except SignatureError as exc:
             raise HTTPError(exc.status, f"SNS signature: {exc}", exc.field) from None
+
+    # -- operate --------------------------------------------------------------------------
+
+    async def _cancel_run(
+        self, scope: Scope, receive: Receive, raw_id: str
+    ) -> tuple[int, Any, list]:
+        token = self._require(scope, "operate")
+        if token is None:
+            raise HTTPError(403, "canceling a run needs an identity: configure API tokens")
+        run_id = _int_id(raw_id, "id")
+        body = await _read_body(scope, receive, 64 * 1024)
+        try:
+            reason = parse_reason(body, required=True)
+        except ReasonError as exc:
+            raise HTTPError(400, str(exc), exc.field) from None
+        status, what, run = await asyncio.to_thread(
+            self.d.cancel_run, run_id, token.name, reason or ""
+        )
+        if status >= 400:
+            raise HTTPError(status, what)
+        return status, {"status": what, "run": run_json(run)}, []
 
     # -- admin ----------------------------------------------------------------------------
 

@@ -42,12 +42,12 @@ from selfheal.dispatcher.secrets import RotatingSecret
 from selfheal.dispatcher.tracing import TracingSettings, tracing_settings_from_data
 from selfheal.errors import ConfigError
 
-SCOPES = ("intake", "read", "approve", "admin")
+SCOPES = ("intake", "read", "operate", "approve", "admin")
 # Console roles (docs/console.md): the one place a role becomes API scopes.
 CONSOLE_ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),
-    "operator": frozenset({"read"}),
-    "approver": frozenset({"read", "approve"}),
+    "operator": frozenset({"read", "operate"}),
+    "approver": frozenset({"read", "operate", "approve"}),
     "admin": frozenset(SCOPES),
 }
 AUTH_MODES = ("token", "hmac", "none")

@@ -215,6 +215,7 @@ class Dispatcher:
         self._approvals: set[str] = set()  # pending approval request ids
         self._services: dict[int, str | None] = {}  # incident -> service, for correlation
         self._cancel: dict[int, threading.Event] = {}
+        self._canceled_by: dict[int, str] = {}  # run id -> an operator's cancel note
         self._work = threading.Condition()  # wakes idle workers when a run is queued
         self._queued_gen = 0  # bumped by every wake-up: a worker never misses one
         self._lock = threading.Lock()
@@ -979,6 +980,8 @@ class Dispatcher:
         )
         cancel = threading.Event()
         self._cancel[run.id] = cancel
+        if run.id in self._canceled_by:  # canceled between its claim and now
+            cancel.set()
         lost = threading.Event()
 
         def heartbeat() -> None:
@@ -1069,10 +1072,14 @@ class Dispatcher:
             if not ok:
                 span.fail(reason or "the run did not finish")
             self.tracer.end(span)
+        canceled_by = self._canceled_by.pop(run.id, None)
         if lost.is_set():
             log.warning(
                 "lease lost; the run belongs to another worker now", extra={"run_id": run.id}
             )
+            return
+        if canceled_by is not None and not ok:
+            self._operator_canceled(run, worker_id, rc, canceled_by, decision_mode)
             return
         if self._stop.is_set() and not ok:
             return  # shutting down: left running; recovered as interrupted at the next start
@@ -1103,6 +1110,65 @@ class Dispatcher:
             )
         if not ok:
             self._after_failure(run, reason)
+
+    def cancel_run(self, run_id: int, who: str, reason: str) -> tuple[int, str, Run | None]:
+        """An operator stops a run: (HTTP status, what happened, the run).
+
+        A queued run is canceled at once; a running one on this dispatcher is told to stop
+        (ansible-runner's cancel) and ends as canceled. Either way the remediation is over:
+        no retry, no escalation; the incident stays open for the operator.
+        """
+        run = self.store.get_run(run_id)
+        if run is None:
+            return 404, f"no run {run_id}", None
+        note = f"canceled by {who}: {reason}"[:500]
+        if run.status == "queued":
+            canceled = self.store.cancel_run(run_id, note)
+            if canceled is not None:
+                self.metrics.runs.inc(outcome="canceled")
+                self._release(canceled, ok=None)
+                self._audit_cancel(canceled, who, reason, "canceled")
+                return 200, "canceled", canceled
+            run = self.store.get_run(run_id) or run  # claimed meanwhile
+        if run.status != "running":
+            return 409, f"run {run_id} is already {run.status}", run
+        if run.worker_id not in self.worker_ids():
+            return 409, f"run {run_id} runs on another dispatcher ({run.worker_id})", run
+        self._canceled_by[run_id] = note
+        event = self._cancel.get(run_id)
+        if event is not None:
+            event.set()
+        self._audit_cancel(run, who, reason, "canceling")
+        return 202, "canceling", run
+
+    def _audit_cancel(self, run: Run, who: str, reason: str, outcome: str) -> None:
+        self._audit(
+            "run.cancel",
+            incident_id=run.incident_id,
+            target=run.target,
+            actor={"user": who},
+            outcome=outcome,
+            data={"run_id": run.id, "runbook": run.runbook, "reason": reason[:500]},
+        )
+
+    def _operator_canceled(
+        self, run: Run, worker_id: str, rc: int | None, note: str, decision_mode: str
+    ) -> None:
+        try:
+            self.store.finish_run(run.id, "canceled", rc=rc, worker_id=worker_id, reason=note)
+        except StoreError as exc:
+            log.warning("finish failed", extra={"run_id": run.id, "error": str(exc)})
+            return
+        self.metrics.runs.inc(outcome="canceled")
+        self._release(run, ok=None)
+        self._audit(
+            "run.finish",
+            incident_id=run.incident_id,
+            target=run.target,
+            decision=decision_mode,
+            outcome="canceled",
+            data={"run_id": run.id, "runbook": run.runbook, "rc": rc, "reason": note},
+        )
 
     def _verify(self, run: Run, runbook, service: str, env: dict) -> tuple[bool, str]:
         book = self.runs_dir / f"verify-{run.id}-{run.attempts}.yml"

@@ -279,6 +279,30 @@ def openapi() -> dict[str, Any]:
                     "responses": {"200": _json(ref("Run"), "the run"), "404": _err("no such run")},
                 }
             },
+            "/runs/{id}/cancel": {
+                "post": {
+                    "summary": "Cancel a run (operate scope): a queued one at once, a running "
+                    "one is stopped; no retry, no escalation",
+                    "security": auth,
+                    "parameters": [id_param],
+                    "requestBody": _json(
+                        {
+                            "type": "object",
+                            "required": ["reason"],
+                            "properties": {"reason": {"type": "string"}},
+                        },
+                        "why (required)",
+                    ),
+                    "responses": {
+                        "200": _json({"type": "object"}, "canceled (it was queued)"),
+                        "202": _json({"type": "object"}, "canceling (it is running here)"),
+                        "400": _err("no reason"),
+                        "403": _err("no operate scope, or no identity"),
+                        "404": _err("no such run"),
+                        "409": _err("already finished, or running on another dispatcher"),
+                    },
+                }
+            },
             **console_paths(auth, id_param, _json, _err),
             "/approvals": {
                 "get": {

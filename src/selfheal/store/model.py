@@ -204,6 +204,10 @@ class Store(abc.ABC):
         """Cancel the incident's queued runs (e.g. it resolved before they started)."""
 
     @abc.abstractmethod
+    def cancel_run(self, run_id: int, reason: str, *, now: datetime | None = None) -> Run | None:
+        """Cancel the run if it is still queued; None when it is not (claimed, finished)."""
+
+    @abc.abstractmethod
     def get_run(self, run_id: int) -> Run | None: ...
 
     @abc.abstractmethod

@@ -704,6 +704,16 @@ class SQLStore(Store):
             ).fetchall()
         return sorted((_run(r) for r in rows), key=lambda r: r.id)
 
+    def cancel_run(self, run_id: int, reason: str, *, now: datetime | None = None) -> Run | None:
+        with self._tx() as cur:
+            row = self._x(
+                cur,
+                "UPDATE runs SET status = 'canceled', reason = ?, finished_at = ?"
+                f" WHERE id = ? AND status = 'queued' RETURNING {_RUN_COLS}",
+                (reason, ts(_now(now)), run_id),
+            ).fetchone()
+        return _run(row) if row else None
+
     def get_run(self, run_id: int) -> Run | None:
         rows = self._read(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,))
         return _run(rows[0]) if rows else None

@@ -39,9 +39,9 @@ def _token(**raw) -> Token:
     ("role", "scopes"),
     [
         ("viewer", {"read"}),
-        ("operator", {"read"}),
-        ("approver", {"read", "approve"}),
-        ("admin", {"intake", "read", "approve", "admin"}),
+        ("operator", {"read", "operate"}),
+        ("approver", {"read", "operate", "approve"}),
+        ("admin", {"intake", "read", "operate", "approve", "admin"}),
     ],
 )
 def test_console_role_sets_the_scopes(role, scopes) -> None:
@@ -54,6 +54,8 @@ def test_scopes_still_work_and_imply_a_role() -> None:
     assert "admin" in SCOPES
     assert console_role_of(_token(scopes=["read", "approve"])) == "approver"
     assert console_role_of(_token(scopes=["read"])) == "viewer"
+    assert console_role_of(_token(scopes=["read", "operate"])) == "operator"
+    assert console_role_of(_token(scopes=["read", "admin"])) == "admin"
     assert console_role_of(_token(scopes=["intake"])) is None
     assert console_role_of(_token()) == "admin"  # no scopes given: every scope
     assert _token(scopes=["read"]).console_role is None
