@@ -3,7 +3,8 @@
 An Alertmanager-shaped webhook for a high-risk runbook opens a pending approval; an approver
 signs in to the console with an API token, approves with a reason, and the console shows the
 run succeeding (the playbook writes a marker file). A viewer sees the queue but no approve
-button, and the API answers 403 to its vote and runs nothing.
+button, and the API answers 403 to its vote and runs nothing. An operator cancels a running
+run with a reason; it ends as canceled and is not retried.
 
 Set SELFHEAL_CONSOLE_SCREENSHOT=FILE to save a screenshot of the console (docs/img).
 """
@@ -20,7 +21,15 @@ from pathlib import Path
 import pytest
 import yaml
 from support import CHROMIUM, CHROMIUM_ARGS
-from unit.dispatcher.helpers import Server, am_alert, am_body, free_port, request, write_playbook
+from unit.dispatcher.helpers import (
+    Server,
+    am_alert,
+    am_body,
+    free_port,
+    request,
+    wait_for,
+    write_playbook,
+)
 
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = [
@@ -29,16 +38,20 @@ pytestmark = [
 ]
 INTAKE = "console-intake-token-0123"
 APPROVER = "console-approver-token-01"
+OPERATOR = "console-operator-token-01"
 VIEWER = "console-viewer-token-0123"
 WAIT_MS = 120_000  # every wait in the browser is bounded by this
 
 
-def _policy(playbook: Path) -> dict:
+def _policy(playbook: Path, slow: Path) -> dict:
     return {
         "version": 1,
         "limits": {"max_unhealthy": "100%"},
-        "services": {"app": {"hosts": ["localhost"]}},
-        "runbooks": {"restart_app": {"playbook": str(playbook), "risk": "high", "timeout": "2m"}},
+        "services": {"app": {"hosts": ["localhost"]}, "batch": {"hosts": ["localhost"]}},
+        "runbooks": {
+            "restart_app": {"playbook": str(playbook), "risk": "high", "timeout": "2m"},
+            "slow_fix": {"playbook": str(slow), "risk": "low", "timeout": "5m"},
+        },
         "risk_tiers": {
             "high": {
                 "mode": "approval",
@@ -52,7 +65,14 @@ def _policy(playbook: Path) -> dict:
                 "runbook": "restart_app",
                 "service": "app",
                 "target_label": "host",
-            }
+            },
+            {
+                "name": "batch-slow",
+                "match": {"alertname": "BatchSlow"},
+                "runbook": "slow_fix",
+                "service": "batch",
+                "target_label": "host",
+            },
         ],
     }
 
@@ -62,7 +82,19 @@ def dispatcher(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("console")
     marker = tmp / "marker.log"
     playbook = write_playbook(tmp / "restart_app.yml", marker)
-    (tmp / "policy.yml").write_text(yaml.safe_dump(_policy(playbook)))
+    slow = tmp / "slow_fix.yml"
+    slow.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "hosts": "{{ target }}",
+                    "gather_facts": False,
+                    "tasks": [{"name": "Take long", "ansible.builtin.pause": {"seconds": 120}}],
+                }
+            ]
+        )
+    )
+    (tmp / "policy.yml").write_text(yaml.safe_dump(_policy(playbook, slow)))
     inventory = {
         "all": {
             "hosts": {
@@ -94,6 +126,7 @@ def dispatcher(tmp_path_factory):
                         "roles": ["sre-leads"],
                     },
                     {"name": "victor", "token": VIEWER, "console_role": "viewer"},
+                    {"name": "olga", "token": OPERATOR, "console_role": "operator"},
                 ],
             }
         )
@@ -136,9 +169,9 @@ def page(browser):
     context.close()
 
 
-def _alert(port: int, instance: str) -> int:
+def _alert(port: int, instance: str, alertname: str = "AppRisky") -> int:
     """A firing Alertmanager webhook; returns the incident id."""
-    labels = {"alertname": "AppRisky", "host": "localhost", "instance": instance}
+    labels = {"alertname": alertname, "host": "localhost", "instance": instance}
     starts = (datetime.now(UTC) - timedelta(seconds=20)).isoformat().replace("+00:00", "Z")
     body = json.dumps(am_body(am_alert(labels, starts=starts))).encode()
     req = urllib.request.Request(
@@ -232,4 +265,44 @@ def test_approver_approves_and_sees_the_run_succeed(dispatcher, page) -> None:
     heading = report.locator("h1").first.text_content()
     has_charts = report.locator("svg").count() > 0
     assert has_charts or heading == "Report not available"
+    assert page.problems == []
+
+
+def test_operator_cancels_a_running_run(dispatcher, page) -> None:
+    port = dispatcher["port"]
+    incident_id = _alert(port, "cancel-case", alertname="BatchSlow")
+    run_id = wait_for(
+        lambda: next(
+            (
+                r["id"]
+                for r in request(port, "GET", f"/incidents/{incident_id}", token=VIEWER)[1]["runs"]
+                if r["status"] == "running"
+            ),
+            None,
+        ),
+        timeout=60,
+    )
+    _sign_in(page, port, VIEWER)
+    row = page.locator(f'#run-table tr[data-run="{run_id}"][data-status="running"]')
+    row.wait_for()
+    assert row.get_by_role("button", name="Cancel").count() == 0  # a viewer may not
+
+    page.get_by_role("button", name="Sign out").click()
+    _sign_in(page, port, OPERATOR)
+    assert page.text_content("#role") == "operator"
+    asked: list[str] = []
+
+    def answer(dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept("stuck batch job; restarting it by hand")
+
+    page.once("dialog", answer)
+    page.get_by_role("button", name=f"Cancel run {run_id}").click()
+    page.wait_for_selector(f'#run-table tr[data-run="{run_id}"][data-status="canceled"]')
+    assert asked and f"run {run_id}" in asked[0]
+    run = request(port, "GET", f"/runs/{run_id}", token=VIEWER)[1]
+    assert run["reason"] == "canceled by olga: stuck batch job; restarting it by hand"
+    view = request(port, "GET", f"/incidents/{incident_id}", token=VIEWER)[1]
+    assert [r["status"] for r in view["runs"]] == ["canceled"]  # not retried
+    assert view["status"] == "open"
     assert page.problems == []

@@ -102,6 +102,7 @@ class ConsoleRoutes:
                 "scopes": sorted(token.scopes) if token else ["read"],
                 "groups": sorted(token.roles) if token else [],
                 "can_vote": token is not None and "approve" in token.scopes,
+                "can_operate": token is not None and "operate" in token.scopes,
                 # the API's rule (votes.parse_reason); the console asks for one from everyone
                 "reason_required": token is not None and token.console_role is not None,
             },

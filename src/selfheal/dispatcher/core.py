@@ -1138,6 +1138,9 @@ class Dispatcher:
         event = self._cancel.get(run_id)
         if event is not None:
             event.set()
+        elif (ended := self.store.get_run(run_id) or run).status != "running":
+            self._canceled_by.pop(run_id, None)  # it ended meanwhile
+            return 409, f"run {run_id} is already {ended.status}", ended
         self._audit_cancel(run, who, reason, "canceling")
         return 202, "canceling", run
 

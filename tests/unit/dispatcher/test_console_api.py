@@ -93,15 +93,16 @@ def _approval(d, client, host: str = "web-01") -> tuple[int, str]:
 
 def test_whoami(console) -> None:
     _, client = console
-    for token, name, role, can_vote in [
-        (VIEWER, "victor", "viewer", False),
-        (OPERATOR, "olga", "operator", False),
-        (APPROVER, "carol", "approver", True),
-        (ADMIN, "ada", "admin", True),
-        (ALICE, "alice", "approver", True),
+    for token, name, role, can_vote, can_operate in [
+        (VIEWER, "victor", "viewer", False, False),
+        (OPERATOR, "olga", "operator", False, True),
+        (APPROVER, "carol", "approver", True, True),
+        (ADMIN, "ada", "admin", True, True),
+        (ALICE, "alice", "approver", True, False),  # plain scopes [read, approve]
     ]:
         me = client.get("/whoami", token=token).json()
-        assert (me["name"], me["console_role"], me["can_vote"]) == (name, role, can_vote)
+        assert (me["name"], me["console_role"]) == (name, role)
+        assert (me["can_vote"], me["can_operate"]) == (can_vote, can_operate)
     assert client.get("/whoami", token=APPROVER).json()["groups"] == ["sre-leads"]
     assert client.get("/whoami").status == 401
     assert client.get("/whoami", token="not-a-token-at-all").status == 401

@@ -251,14 +251,45 @@
         text: "Log", ariaLabel: `Log of run ${r.id}`,
       });
       button.addEventListener("click", () => showLog(r.id, true));
+      const actions = el("td", {}, button);
+      if (state.me && state.me.can_operate && (r.status === "queued" || r.status === "running")) {
+        const cancel = el("button", {
+          type: "button", class: "deny", "data-key": "cancel-" + r.id,
+          text: "Cancel", ariaLabel: `Cancel run ${r.id}`,
+        });
+        cancel.addEventListener("click", () => cancelRun(r.id));
+        actions.append(" ", cancel);
+      }
       return el("tr", { "data-run": r.id, "data-status": r.status },
         el("td", { text: r.id }), el("td", { text: `${r.incident_id} ${r.incident_name || ""}` }),
         el("td", { text: r.runbook }), el("td", { text: r.target }),
         el("td", { class: `status status-${r.status}`, text: r.status }), el("td", { text: r.attempts }),
-        el("td", {}, timeEl(r.finished_at)), el("td", {}, button));
+        el("td", {}, timeEl(r.finished_at)), actions);
     });
     if (!rows.length) rows.push(el("tr", {}, el("td", { colSpan: 8, text: "No run yet." })));
     fillRows($("run-table").tBodies[0], rows);
+  }
+
+  async function cancelRun(id) {
+    // a native prompt: keyboard usable, and the runs table may redraw while it is open
+    const answer = window.prompt(`Why cancel run ${id}? (recorded in the audit trail)`);
+    if (answer === null) return;
+    const reason = answer.trim();
+    if (!reason) {
+      fail("A reason is required.");
+      return;
+    }
+    try {
+      const result = await api("POST", `/runs/${id}/cancel`, { reason });
+      if (result.ok) {
+        say(result.data.status === "canceled" ? `Run ${id}: canceled.` : `Run ${id}: stopping.`);
+        await refresh();
+      } else {
+        fail(`Run ${id}: ${problem(result)}`);
+      }
+    } catch (e) {
+      fail(`Run ${id}: the dispatcher could not be reached.`);
+    }
   }
 
   async function showLog(id, focus) {
