@@ -38,6 +38,7 @@ VERBS: tuple[str, ...] = (
     "policy",
     "postmortem",
     "report",
+    "runs",
     "serve",
     "synthetic",
     "traces",

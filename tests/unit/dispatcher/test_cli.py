@@ -66,6 +66,49 @@ def test_approvals_cli(served, capsys) -> None:
     assert main(["approvals", "--url", "http://127.0.0.1:9", "--token", ALICE, "list"]) == 3
 
 
+def test_runs_cli_lists_and_cancels(make_dispatcher, env, capsys) -> None:
+    operator = "cli-operator-token-0123"
+    tokens = [
+        *env["config"]["tokens"],
+        {"name": "olga", "token": operator, "console_role": "operator"},
+    ]
+    d, client = make_dispatcher(workers=0, tokens=tokens)  # the run stays queued
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_app(d, manage_lifecycle=False),
+            host="127.0.0.1",
+            port=port,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, timeout=10)
+        url = f"http://127.0.0.1:{port}"
+        labels = {"alertname": "ServiceDown", "service": "app", "host": "web-01"}
+        client.post("/alerts/alertmanager", am_body(am_alert(labels)), token=TOKEN)
+        [run] = wait_for(lambda: d.store.list_runs(status="queued"))
+        assert main(["runs", "--url", url, "--token", operator, "list"]) == 0
+        assert f"{run.id:>6} queued" in capsys.readouterr().out
+        cancel = ["runs", "--url", url, "--token", operator, "cancel", str(run.id)]
+        with pytest.raises(SystemExit):  # --reason is required
+            main(cancel)
+        capsys.readouterr()
+        assert main(["runs", "--url", url, "--token", ALICE, *cancel[5:], "--reason", "x"]) == 1
+        assert "lacks the 'operate' scope" in capsys.readouterr().out
+        assert main([*cancel, "--reason", "web-01 is being rebuilt"]) == 0
+        assert f"run {run.id}: canceled" in capsys.readouterr().out
+        assert d.store.get_run(run.id).reason == "canceled by olga: web-01 is being rebuilt"
+        assert main([*cancel, "--reason", "again"]) == 1  # 409: already canceled
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 def test_serve_check(env, tmp_path, capsys) -> None:
     cfg = tmp_path / "d.yml"
     cfg.write_text(yaml.safe_dump({**env["config"], "workers": 1}))
