@@ -26,6 +26,7 @@ from unit.dispatcher.helpers import (
     am_alert,
     am_body,
     free_port,
+    pause_playbook,
     request,
     wait_for,
     write_playbook,
@@ -82,18 +83,7 @@ def dispatcher(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("console")
     marker = tmp / "marker.log"
     playbook = write_playbook(tmp / "restart_app.yml", marker)
-    slow = tmp / "slow_fix.yml"
-    slow.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "hosts": "{{ target }}",
-                    "gather_facts": False,
-                    "tasks": [{"name": "Take long", "ansible.builtin.pause": {"seconds": 120}}],
-                }
-            ]
-        )
-    )
+    slow = pause_playbook(tmp / "slow_fix.yml", 120)
     (tmp / "policy.yml").write_text(yaml.safe_dump(_policy(playbook, slow)))
     inventory = {
         "all": {

@@ -23,12 +23,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "approvals", help="list, approve or deny remediations waiting for approval"
     )
-    parser.add_argument(
-        "--url", default=os.environ.get("SELFHEAL_URL", DEFAULT_URL), help="dispatcher URL"
-    )
-    parser.add_argument("--token", help="API token (default: SELFHEAL_API_TOKEN)")
-    parser.add_argument("--token-file", metavar="FILE", help="read the API token from FILE")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_api_arguments(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     actions.add_parser("list", help="pending approvals")
@@ -42,6 +37,16 @@ def register(subparsers) -> None:
             " console role must give one)",
         )
     parser.set_defaults(func=run)
+
+
+def add_api_arguments(parser) -> None:
+    """--url, --token, --token-file and --json: how a verb reaches the dispatcher's API."""
+    parser.add_argument(
+        "--url", default=os.environ.get("SELFHEAL_URL", DEFAULT_URL), help="dispatcher URL"
+    )
+    parser.add_argument("--token", help="API token (default: SELFHEAL_API_TOKEN)")
+    parser.add_argument("--token-file", metavar="FILE", help="read the API token from FILE")
+    parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def api_token(args) -> str:

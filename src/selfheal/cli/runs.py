@@ -7,20 +7,14 @@ roles); the dispatcher records who canceled and why, from the token, in the audi
 from __future__ import annotations
 
 import json
-import os
 import sys
 
-from selfheal.cli.approvals import DEFAULT_URL, api_token, call
+from selfheal.cli.approvals import add_api_arguments, api_token, call
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("runs", help="list recent remediation runs, or cancel one")
-    parser.add_argument(
-        "--url", default=os.environ.get("SELFHEAL_URL", DEFAULT_URL), help="dispatcher URL"
-    )
-    parser.add_argument("--token", help="API token (default: SELFHEAL_API_TOKEN)")
-    parser.add_argument("--token-file", metavar="FILE", help="read the API token from FILE")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_api_arguments(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     listing = actions.add_parser("list", help="the newest runs, newest first")

@@ -1079,19 +1079,19 @@ class Dispatcher:
             )
             return
         if canceled_by is not None and not ok:
-            self._operator_canceled(run, worker_id, rc, canceled_by, decision_mode)
-            return
-        if self._stop.is_set() and not ok:
+            status, reason = "canceled", canceled_by  # an operator's call: over, no retry
+        elif self._stop.is_set() and not ok:
             return  # shutting down: left running; recovered as interrupted at the next start
-        status = "succeeded" if ok else "failed"
+        else:
+            status = "succeeded" if ok else "failed"
         try:
             self.store.finish_run(run.id, status, rc=rc, worker_id=worker_id, reason=reason[:500])
         except StoreError as exc:
             log.warning("finish failed", extra={"run_id": run.id, "error": str(exc)})
             return
         self.metrics.runs.inc(outcome=status)
-        if ok:
-            self._release(run, ok=True)  # first: a waiting incident may take the slot
+        if status != "failed":  # first: a waiting incident may take the slot
+            self._release(run, ok=True if ok else None)
         self._audit(
             "run.finish",
             incident_id=run.incident_id,
@@ -1100,6 +1100,8 @@ class Dispatcher:
             outcome=status,
             data={"run_id": run.id, "runbook": run.runbook, "rc": rc, "reason": reason[:500]},
         )
+        if status == "canceled":
+            return
         if self.pagerduty is not None:
             pd = self.pagerduty
             self._pd(
@@ -1152,25 +1154,6 @@ class Dispatcher:
             actor={"user": who},
             outcome=outcome,
             data={"run_id": run.id, "runbook": run.runbook, "reason": reason[:500]},
-        )
-
-    def _operator_canceled(
-        self, run: Run, worker_id: str, rc: int | None, note: str, decision_mode: str
-    ) -> None:
-        try:
-            self.store.finish_run(run.id, "canceled", rc=rc, worker_id=worker_id, reason=note)
-        except StoreError as exc:
-            log.warning("finish failed", extra={"run_id": run.id, "error": str(exc)})
-            return
-        self.metrics.runs.inc(outcome="canceled")
-        self._release(run, ok=None)
-        self._audit(
-            "run.finish",
-            incident_id=run.incident_id,
-            target=run.target,
-            decision=decision_mode,
-            outcome="canceled",
-            data={"run_id": run.id, "runbook": run.runbook, "rc": rc, "reason": note},
         )
 
     def _verify(self, run: Run, runbook, service: str, env: dict) -> tuple[bool, str]:

@@ -227,7 +227,8 @@ def _incident(row: tuple) -> Incident:
     )
 
 
-def _run_filter(incident_id: int | None, status: str | None) -> tuple[str, tuple]:
+def _filter(incident_id: int | None, status: str | None) -> tuple[str, tuple]:
+    """The WHERE clause (or none) and parameters of a listing by incident and status."""
     clauses, params = [], []
     if incident_id is not None:
         clauses.append("incident_id = ?")
@@ -725,7 +726,7 @@ class SQLStore(Store):
         status: str | None = None,
         newest: int | None = None,
     ) -> list[Run]:
-        where, params = _run_filter(incident_id, status)
+        where, params = _filter(incident_id, status)
         if newest is None:
             rows = self._read(f"SELECT {_RUN_COLS} FROM runs {where} ORDER BY id", params)
         else:
@@ -736,7 +737,7 @@ class SQLStore(Store):
         return [_run(r) for r in rows]
 
     def count_runs(self, *, incident_id: int | None = None, status: str | None = None) -> int:
-        where, params = _run_filter(incident_id, status)
+        where, params = _filter(incident_id, status)
         return int(self._read(f"SELECT count(*) FROM runs {where}", params)[0][0])
 
     # -- decisions and approvals
@@ -866,17 +867,8 @@ class SQLStore(Store):
     def list_pager_events(
         self, *, incident_id: int | None = None, status: str | None = None
     ) -> list[PagerEvent]:
-        clauses, params = [], []
-        if incident_id is not None:
-            clauses.append("incident_id = ?")
-            params.append(incident_id)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._read(
-            f"SELECT {_PAGER_COLS} FROM pager_outbox {where} ORDER BY id", tuple(params)
-        )
+        where, params = _filter(incident_id, status)
+        rows = self._read(f"SELECT {_PAGER_COLS} FROM pager_outbox {where} ORDER BY id", params)
         return [_pager_event(r) for r in rows]
 
     def close(self) -> None:

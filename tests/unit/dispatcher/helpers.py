@@ -4,6 +4,7 @@ ASGI client that calls the app in-process (no sockets) on one long-lived event l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -11,7 +12,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -22,6 +25,45 @@ READ_TOKEN = "reader-token-0123456789"
 ALICE = "alice-token-0123456789ab"
 BOB = "bob-token-0123456789abcd"
 HMAC_SECRET = "grafana-hmac-secret"
+
+
+def pause_playbook(path: Path, seconds: int) -> Path:
+    """A playbook that only waits `seconds` on its target: a run that stays running."""
+    play = {
+        "hosts": "{{ target }}",
+        "gather_facts": False,
+        "tasks": [{"name": "Take long", "ansible.builtin.pause": {"seconds": seconds}}],
+    }
+    path.write_text(yaml.safe_dump([play]))
+    return path
+
+
+@contextlib.contextmanager
+def serving(dispatcher) -> Iterator[str]:
+    """The dispatcher's app under uvicorn on an ephemeral 127.0.0.1 port; yields its URL."""
+    import uvicorn
+
+    from selfheal.dispatcher import build_app
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_app(dispatcher, manage_lifecycle=False),
+            host="127.0.0.1",
+            port=port,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, timeout=10)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def write_playbook(path: Path, marker: Path) -> Path:

@@ -7,7 +7,15 @@ ansible-runner's cancel and ends as canceled, with no retry and no escalation.
 from __future__ import annotations
 
 import yaml
-from unit.dispatcher.helpers import READ_TOKEN, TOKEN, am_alert, am_body, policy_data, wait_for
+from unit.dispatcher.helpers import (
+    READ_TOKEN,
+    TOKEN,
+    am_alert,
+    am_body,
+    pause_playbook,
+    policy_data,
+    wait_for,
+)
 
 from selfheal.audit import Keyring, iter_records, verify
 
@@ -69,18 +77,7 @@ def test_operator_cancels_a_queued_run_and_frees_its_slot(make_dispatcher, env) 
 
 
 def test_operator_stops_a_running_run_without_retry(make_dispatcher, env) -> None:
-    book = env["tmp"] / "slow.yml"
-    book.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "hosts": "{{ target }}",
-                    "gather_facts": False,
-                    "tasks": [{"ansible.builtin.pause": {"seconds": 60}}],
-                }
-            ]
-        )
-    )
+    book = pause_playbook(env["tmp"] / "slow.yml", 60)
     (env["tmp"] / "policy.yml").write_text(yaml.safe_dump(policy_data(str(book))))
     d, client = make_dispatcher(
         workers=1, tokens=_tokens(env), retry={"max_attempts": 3, "base_s": 0.05, "cap_s": 0.1}

@@ -4,40 +4,22 @@ ephemeral 127.0.0.1 port; the SNS handshake when confirmation is switched on."""
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 
 import pytest
-import uvicorn
 import yaml
-from unit.dispatcher.helpers import ALICE, BOB, TOKEN, am_alert, am_body, free_port, wait_for
+from unit.dispatcher.helpers import ALICE, BOB, TOKEN, am_alert, am_body, serving, wait_for
 
 from selfheal.cli import main
 from selfheal.cli.approvals import call
 from selfheal.dispatcher import app as app_module
-from selfheal.dispatcher import build_app
 
 
 @pytest.fixture
 def served(make_dispatcher):
     d, _ = make_dispatcher()
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            build_app(d, manage_lifecycle=False),
-            host="127.0.0.1",
-            port=port,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, timeout=10)
-    yield d, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving(d) as url:
+        yield d, url
 
 
 def test_approvals_cli(served, capsys) -> None:
@@ -73,22 +55,7 @@ def test_runs_cli_lists_and_cancels(make_dispatcher, env, capsys) -> None:
         {"name": "olga", "token": operator, "console_role": "operator"},
     ]
     d, client = make_dispatcher(workers=0, tokens=tokens)  # the run stays queued
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            build_app(d, manage_lifecycle=False),
-            host="127.0.0.1",
-            port=port,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started, timeout=10)
-        url = f"http://127.0.0.1:{port}"
+    with serving(d) as url:
         labels = {"alertname": "ServiceDown", "service": "app", "host": "web-01"}
         client.post("/alerts/alertmanager", am_body(am_alert(labels)), token=TOKEN)
         [run] = wait_for(lambda: d.store.list_runs(status="queued"))
@@ -104,9 +71,6 @@ def test_runs_cli_lists_and_cancels(make_dispatcher, env, capsys) -> None:
         assert f"run {run.id}: canceled" in capsys.readouterr().out
         assert d.store.get_run(run.id).reason == "canceled by olga: web-01 is being rebuilt"
         assert main([*cancel, "--reason", "again"]) == 1  # 409: already canceled
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_serve_check(env, tmp_path, capsys) -> None:

@@ -4,23 +4,19 @@ the incident's pipeline and its postmortem draft."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-import uvicorn
 from unit.dispatcher.helpers import (
     ALICE,
     READ_TOKEN,
     TOKEN,
     am_alert,
     am_body,
-    free_port,
+    serving,
     wait_for,
 )
 from unit.traces.otlp_builder import checkout_db_failure, write
 
 from selfheal.cli import main
-from selfheal.dispatcher import build_app
 from selfheal.reporting.facts import gather
 from selfheal.reporting.postmortem import build, to_markdown
 
@@ -103,23 +99,8 @@ def test_a_candidate_does_not_disturb_a_pending_approval_after_restart(make_disp
 def test_traces_cli_attaches_the_top_candidates(make_dispatcher, tmp_path, capsys) -> None:
     d, client = make_dispatcher()
     _open_incident(client)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            build_app(d, manage_lifecycle=False),
-            host="127.0.0.1",
-            port=port,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started, timeout=10)
+    with serving(d) as url:
         trace = write(tmp_path / "t.json", checkout_db_failure())
-        url = f"http://127.0.0.1:{port}"
         args = ["traces", "isolate", str(trace), "--incident", "1", "--url", url]
         assert main([*args, "--token", TOKEN]) == 1  # 1: candidates found
         assert "attached 1 candidate(s) to incident 1" in capsys.readouterr().err
@@ -127,6 +108,3 @@ def test_traces_cli_attaches_the_top_candidates(make_dispatcher, tmp_path, capsy
         assert note.reasons[0]["service"] == "postgresql"
         assert main([*args, "--token", READ_TOKEN]) == 2  # the dispatcher refused (403)
         assert "403" in capsys.readouterr().err
-    finally:
-        server.should_exit = True
-        thread.join(10)

@@ -14,7 +14,14 @@ from typing import ClassVar
 
 import pytest
 import yaml
-from unit.dispatcher.helpers import TOKEN, am_alert, am_body, policy_data, wait_for
+from unit.dispatcher.helpers import (
+    TOKEN,
+    am_alert,
+    am_body,
+    pause_playbook,
+    policy_data,
+    wait_for,
+)
 
 from selfheal.dispatcher.execute import execute, unsafe_yaml
 from selfheal.runner import ansible_playbook, run_playbook
@@ -213,18 +220,7 @@ def test_interrupted_run_is_recovered_and_retried(make_dispatcher, env) -> None:
 
 
 def test_lease_is_renewed_during_a_long_run(make_dispatcher, env) -> None:
-    book = env["tmp"] / "slow.yml"
-    book.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "hosts": "{{ target }}",
-                    "gather_facts": False,
-                    "tasks": [{"ansible.builtin.pause": {"seconds": 3}}],
-                }
-            ]
-        )
-    )
+    book = pause_playbook(env["tmp"] / "slow.yml", 3)
     (env["tmp"] / "policy.yml").write_text(yaml.safe_dump(policy_data(str(book))))
     d, client = make_dispatcher(workers=1, lease_s=1.0)
     labels = {"alertname": "ServiceDown", "service": "app", "host": "web-01"}
