@@ -58,6 +58,9 @@ class Alert:
     generator_url: str
     received_at: datetime
     raw: Any = field(default=None, compare=False, repr=False)
+    # Who delivered it: the intake token's name, or "source:<name>" for a signed or open
+    # source. Set by the server, never by the payload; the requester of its remediation.
+    sender: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:

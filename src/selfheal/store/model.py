@@ -14,7 +14,9 @@ from selfheal.errors import SelfhealError
 #: per alert: a new incident, a repeat of an open one, the end of an open one, a new incident
 #: for a fingerprint whose earlier incident was resolved, or a resolved notification that
 #: matches no incident at all (kept in `alerts`, no incident made).
-DEDUP_DECISIONS = ("new", "duplicate", "resolved", "reopened", "unmatched")
+#: "stale": a resolved notification that ended before the open incident began (an earlier
+#: episode's, re-sent or replayed): kept in `alerts`, the incident stays open.
+DEDUP_DECISIONS = ("new", "duplicate", "resolved", "reopened", "unmatched", "stale")
 INCIDENT_STATUSES = ("open", "resolved")
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "canceled", "interrupted")
 FINAL_RUN_STATUSES = ("succeeded", "failed", "canceled")
@@ -50,6 +52,9 @@ class Incident:
     reopened_from: int | None
     parent_id: int | None
     fold_reason: str | None
+    requester: str | None = None  # the identity whose alert opened it (intake token, source)
+    quarantined_at: datetime | None = None  # a pipeline step failed on it: set aside
+    quarantine_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,9 @@ class Run:
     worker_id: str | None
     lease_expires_at: datetime | None
     reason: str | None
+    # the current attempt's process, for fencing: {"host", "boot_id", "pid", "pgid",
+    # "start_ticks", "private_data_dir"} (see selfheal.dispatcher.fence)
+    process: dict[str, Any] | None = None
 
 
 # A decision row that is a note on the incident (root-cause candidates from diagnosis), not a
@@ -143,6 +151,37 @@ class Store(abc.ABC):
     def fold(self, child_id: int, parent_id: int, reason: str) -> Incident:
         """Correlation: make ``child_id`` a symptom of ``parent_id`` (no cycles)."""
 
+    @abc.abstractmethod
+    def unfold(self, child_id: int, note: str) -> Incident | None:
+        """Undo a fold; None when the incident is not folded."""
+
+    @abc.abstractmethod
+    def children_of(self, parent_id: int) -> list[Incident]:
+        """Incidents folded directly into `parent_id`, oldest first."""
+
+    @abc.abstractmethod
+    def quarantine(
+        self, incident_id: int, reason: str, *, now: datetime | None = None
+    ) -> Incident | None:
+        """Set an incident aside after a pipeline step failed on it."""
+
+    @abc.abstractmethod
+    def release_quarantine(self, incident_id: int) -> Incident | None: ...
+
+    @abc.abstractmethod
+    def list_quarantined(self, *, limit: int = 100) -> list[Incident]:
+        """Quarantined incidents, newest first."""
+
+    @abc.abstractmethod
+    def incident_ids(self, *, status: str | None = None) -> list[int]:
+        """Incident ids, oldest first."""
+
+    @abc.abstractmethod
+    def remember_delivery(
+        self, digest: str, source: str, expires_at: datetime, *, now: datetime | None = None
+    ) -> bool:
+        """Record a signed delivery; False when it was seen before (a replay)."""
+
     # -- runs
     @abc.abstractmethod
     def enqueue_run(
@@ -167,6 +206,12 @@ class Store(abc.ABC):
         self, run_id: int, worker_id: str, lease_s: float, *, now: datetime | None = None
     ) -> bool:
         """Extend a running run's lease; False when the run is no longer this worker's."""
+
+    @abc.abstractmethod
+    def set_run_process(
+        self, run_id: int, worker_id: str, attempt: int, process: dict[str, Any] | None
+    ) -> bool:
+        """Record the current attempt's process; False when the attempt is not current."""
 
     @abc.abstractmethod
     def set_private_data_dir(self, run_id: int, path: str) -> None: ...

@@ -38,15 +38,30 @@ _FMT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def ts(value: datetime | None) -> str | None:
+    """Fixed-width UTC text for any year 1-9999 (strftime's %Y drops the leading zeros of
+    years below 1000 on glibc, and `dt` could not read those back)."""
     if value is None:
         return None
     if value.utcoffset() is None:
         raise ValueError("naive datetime")
-    return value.astimezone(UTC).strftime(_FMT)
+    v = value.astimezone(UTC)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+        f".{v.microsecond:06d}Z"
+    )
 
 
 def dt(value: str | None) -> datetime | None:
-    return None if value is None else datetime.strptime(value, _FMT).replace(tzinfo=UTC)
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, _FMT).replace(tzinfo=UTC)
+    except ValueError:
+        # rows written before 0.2 by strftime: a year below 1000 without its zeros
+        head, sep, tail = value.partition("-")
+        if sep and head.isdigit() and len(head) < 4:
+            return datetime.strptime(f"{int(head):04d}-{tail}", _FMT).replace(tzinfo=UTC)
+        raise
 
 
 def _now(now: datetime | None) -> datetime:
@@ -158,6 +173,22 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX pager_outbox_queue ON pager_outbox (status, target, incident_id, id)",
     ],
+    # 3: who sent each alert (the identity that requested its remediation), incidents set
+    # aside when a pipeline step fails on them, the process of a run's current attempt (so a
+    # restarted dispatcher can fence it), and signed deliveries already seen (replays)
+    [
+        "ALTER TABLE alerts ADD COLUMN sender TEXT",
+        "ALTER TABLE incidents ADD COLUMN requester TEXT",
+        "ALTER TABLE incidents ADD COLUMN quarantined_at TEXT",
+        "ALTER TABLE incidents ADD COLUMN quarantine_reason TEXT",
+        "ALTER TABLE runs ADD COLUMN process TEXT",
+        """CREATE TABLE seen_deliveries (
+            digest TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX seen_deliveries_expiry ON seen_deliveries (expires_at)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -175,14 +206,16 @@ _ALERT_KEYS = (
     "generator_url",
     "raw",
     "decision",
+    "sender",
 )
 _INCIDENT_COLS = (
     "id, fingerprint, source, name, labels, status, count, opened_at, last_seen, starts_at,"
-    " resolved_at, reopened_from, parent_id, fold_reason"
+    " resolved_at, reopened_from, parent_id, fold_reason, requester, quarantined_at,"
+    " quarantine_reason"
 )
 _RUN_COLS = (
     "id, incident_id, runbook, target, status, attempts, private_data_dir, created_at,"
-    " not_before, started_at, finished_at, rc, worker_id, lease_expires_at, reason"
+    " not_before, started_at, finished_at, rc, worker_id, lease_expires_at, reason, process"
 )
 
 
@@ -224,6 +257,9 @@ def _incident(row: tuple) -> Incident:
         reopened_from=row[11],
         parent_id=row[12],
         fold_reason=row[13],
+        requester=row[14],
+        quarantined_at=dt(row[15]),
+        quarantine_reason=row[16],
     )
 
 
@@ -256,6 +292,7 @@ def _run(row: tuple) -> Run:
         worker_id=row[12],
         lease_expires_at=dt(row[13]),
         reason=row[14],
+        process=json.loads(row[15]) if row[15] else None,
     )
 
 
@@ -401,6 +438,7 @@ class SQLStore(Store):
                         _json(alert.raw),
                         incident_id,
                         decision,
+                        alert.sender,
                     )
                 )
                 outcomes.append((incident_id, decision, alert.fingerprint))
@@ -422,8 +460,8 @@ class SQLStore(Store):
 
     _INSERT_ALERT = (
         "INSERT INTO alerts (received_at, accepted_at, source, status, name, fingerprint,"
-        " labels, annotations, starts_at, ends_at, generator_url, raw, incident_id, decision)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " labels, annotations, starts_at, ends_at, generator_url, raw, incident_id, decision,"
+        " sender) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
 
     def _insert_alerts(self, cur: Any, rows: list[tuple]) -> list[int]:
@@ -446,6 +484,8 @@ class SQLStore(Store):
             if alert.firing:
                 bumps[state.open_id] = bumps.get(state.open_id, 0) + 1
                 return state.open_id, "duplicate"
+            if self._stale_resolve(cur, alert, state.open_id):
+                return state.open_id, "stale"
             self._x(
                 cur,
                 "UPDATE incidents SET status = 'resolved', resolved_at = ?, last_seen = ?"
@@ -464,8 +504,8 @@ class SQLStore(Store):
         row = self._x(
             cur,
             "INSERT INTO incidents (fingerprint, source, name, labels, status, count, opened_at,"
-            " last_seen, starts_at, reopened_from) VALUES (?, ?, ?, ?, 'open', 1, ?, ?, ?, ?)"
-            " RETURNING id",
+            " last_seen, starts_at, reopened_from, requester)"
+            " VALUES (?, ?, ?, ?, 'open', 1, ?, ?, ?, ?, ?) RETURNING id",
             (
                 fp,
                 alert.source,
@@ -475,10 +515,23 @@ class SQLStore(Store):
                 at,
                 ts(alert.starts_at),
                 last[0] if last else None,
+                alert.sender,
             ),
         ).fetchone()
         del known[fp]
         return row[0], "reopened" if last else "new"
+
+    def _stale_resolve(self, cur: Any, alert: Alert, incident_id: int) -> bool:
+        """A resolved notification whose end lies before the open incident began belongs to
+        an earlier episode of the alert (re-sent late, or replayed): it must not close this
+        one. The episode began at the alert's own start, or else when selfheal opened it."""
+        if alert.ends_at is None:
+            return False
+        row = self._x(
+            cur, "SELECT starts_at, opened_at FROM incidents WHERE id = ?", (incident_id,)
+        ).fetchone()
+        began = dt(row[0] or row[1])
+        return began is not None and alert.ends_at < began
 
     def _open_incidents(self, cur: Any, fingerprints: set[str], known: dict[str, _Known]) -> None:
         """Fill `known` with the open incidents of these fingerprints in a few statements (a
@@ -528,7 +581,7 @@ class SQLStore(Store):
     def alerts_of(self, incident_id: int) -> list[dict[str, Any]]:
         rows = self._read(
             "SELECT id, received_at, source, status, name, fingerprint, labels, annotations,"
-            " starts_at, ends_at, generator_url, raw, decision FROM alerts"
+            " starts_at, ends_at, generator_url, raw, decision, sender FROM alerts"
             " WHERE incident_id = ? ORDER BY id",
             (incident_id,),
         )
@@ -568,6 +621,81 @@ class SQLStore(Store):
                 cur, f"SELECT {_INCIDENT_COLS} FROM incidents WHERE id = ?", (child_id,)
             ).fetchone()
         return _incident(row)
+
+    def unfold(self, child_id: int, note: str) -> Incident | None:
+        """Undo a fold (its root resolved or proved untrustworthy): the incident stands on its
+        own again; None when it is not folded."""
+        with self._tx() as cur:
+            row = self._x(
+                cur,
+                "UPDATE incidents SET parent_id = NULL, fold_reason = ?"
+                f" WHERE id = ? AND parent_id IS NOT NULL RETURNING {_INCIDENT_COLS}",
+                (note, child_id),
+            ).fetchone()
+        return _incident(row) if row else None
+
+    def children_of(self, parent_id: int) -> list[Incident]:
+        rows = self._read(
+            f"SELECT {_INCIDENT_COLS} FROM incidents WHERE parent_id = ? ORDER BY id",
+            (parent_id,),
+        )
+        return [_incident(r) for r in rows]
+
+    def quarantine(
+        self, incident_id: int, reason: str, *, now: datetime | None = None
+    ) -> Incident | None:
+        """Set an incident aside: a pipeline step failed on it. It stays open and visible;
+        the pipeline skips it until `release_quarantine`. None when there is no such incident."""
+        with self._tx() as cur:
+            row = self._x(
+                cur,
+                "UPDATE incidents SET quarantined_at = ?, quarantine_reason = ?"
+                f" WHERE id = ? RETURNING {_INCIDENT_COLS}",
+                (ts(_now(now)), reason[:1000], incident_id),
+            ).fetchone()
+        return _incident(row) if row else None
+
+    def release_quarantine(self, incident_id: int) -> Incident | None:
+        with self._tx() as cur:
+            row = self._x(
+                cur,
+                "UPDATE incidents SET quarantined_at = NULL, quarantine_reason = NULL"
+                f" WHERE id = ? AND quarantined_at IS NOT NULL RETURNING {_INCIDENT_COLS}",
+                (incident_id,),
+            ).fetchone()
+        return _incident(row) if row else None
+
+    def list_quarantined(self, *, limit: int = 100) -> list[Incident]:
+        rows = self._read(
+            f"SELECT {_INCIDENT_COLS} FROM incidents WHERE quarantined_at IS NOT NULL"
+            " ORDER BY id DESC LIMIT ?",
+            (int(limit),),
+        )
+        return [_incident(r) for r in rows]
+
+    def incident_ids(self, *, status: str | None = None) -> list[int]:
+        """Ids only (oldest first): recovery reads rows one at a time, so that one row it
+        cannot read is set aside instead of stopping the start."""
+        where, params = ("WHERE status = ?", (status,)) if status else ("", ())
+        return [r[0] for r in self._read(f"SELECT id FROM incidents {where} ORDER BY id", params)]
+
+    # -- signed deliveries (replay protection)
+    def remember_delivery(
+        self, digest: str, source: str, expires_at: datetime, *, now: datetime | None = None
+    ) -> bool:
+        """Record a signed delivery; False when the same one was seen before (a replay).
+        Entries past their expiry (the signature's tolerance) are dropped on the way."""
+        at = ts(_now(now))
+        with self._tx() as cur:
+            self._x(cur, "DELETE FROM seen_deliveries WHERE expires_at <= ?", (at,))
+            if self._x(cur, "SELECT 1 FROM seen_deliveries WHERE digest = ?", (digest,)).fetchone():
+                return False
+            self._x(
+                cur,
+                "INSERT INTO seen_deliveries (digest, source, expires_at) VALUES (?, ?, ?)",
+                (digest, source, ts(expires_at)),
+            )
+        return True
 
     # -- runs
     def enqueue_run(
@@ -619,6 +747,20 @@ class SQLStore(Store):
                 "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND status = 'running'"
                 " AND worker_id = ? RETURNING id",
                 (ts(at + timedelta(seconds=lease_s)), run_id, worker_id),
+            ).fetchone()
+        return row is not None
+
+    def set_run_process(
+        self, run_id: int, worker_id: str, attempt: int, process: dict[str, Any] | None
+    ) -> bool:
+        """Record the process of the run's current attempt (None clears it). False when the
+        run is no longer this worker's attempt (fenced: a newer attempt or a recovery)."""
+        with self._tx() as cur:
+            row = self._x(
+                cur,
+                "UPDATE runs SET process = ? WHERE id = ? AND status = 'running'"
+                " AND worker_id = ? AND attempts = ? RETURNING id",
+                (_json(process) if process is not None else None, run_id, worker_id, attempt),
             ).fetchone()
         return row is not None
 
