@@ -71,6 +71,9 @@ def incident_json(incident: Incident) -> dict[str, Any]:
         "reopened_from": incident.reopened_from,
         "parent_id": incident.parent_id,
         "fold_reason": incident.fold_reason,
+        "requester": incident.requester,
+        "quarantined_at": _ts(incident.quarantined_at),
+        "quarantine_reason": incident.quarantine_reason,
     }
 
 
@@ -104,6 +107,7 @@ class API:
         self._tokens = [(_digest(t.secret), t) for t in self.config.tokens]
         self.health = HealthRegistry()
         self.health.add_readiness("store", dispatcher.ready, timeout=2.0, ttl=1.0)
+        self.health.add_readiness("pipeline", dispatcher.pipeline_ready, timeout=2.0, ttl=1.0)
         self._health_threads: set[str] = set()
         self.app = make_asgi_app(self.health, self._app)
         self.sns = SNSVerifier(self.config.source("cloudwatch_sns").signing_cert_hosts)
@@ -246,6 +250,9 @@ class API:
             _allow(method, "GET")
             text = await asyncio.to_thread(self.d.metrics.render)
             return 200, text, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+        if len(parts) == 3 and parts[0] == "incidents" and parts[2] == "release":
+            _allow(method, "POST")
+            return await self._release(scope, receive, parts[1])
         if len(parts) == 3 and parts[0] == "incidents" and parts[2] == "root-cause":
             _allow(method, "POST")
             self._require(scope, "intake")
@@ -378,6 +385,17 @@ class API:
         if status >= 400:
             raise HTTPError(status, what)
         return status, {"status": what, "run": run_json(run)}, []
+
+    async def _release(self, scope: Scope, receive: Receive, raw_id: str) -> tuple[int, Any, list]:
+        """Put a quarantined incident through the pipeline again (operate scope)."""
+        token = self._require(scope, "operate")
+        incident_id = _int_id(raw_id, "id")
+        await _read_body(scope, receive, 64 * 1024)  # nothing expected
+        who = token.name if token is not None else "-"
+        incident = await asyncio.to_thread(self.d.release_quarantine, incident_id, who)
+        if incident is None:
+            raise HTTPError(409, f"incident {incident_id} is not quarantined (or does not exist)")
+        return 200, {"status": "released", "incident": incident_json(incident)}, []
 
     # -- admin ----------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from selfheal.policy import (
     evaluate,
     finish_run,
     load_policy,
+    locate,
     open_approval,
     record_decision,
 )
@@ -64,6 +65,12 @@ log = logging.getLogger("selfheal.dispatcher")
 
 MAX_BATCH = 5000  # alerts per group-committed transaction
 MAX_REEVALUATIONS = 50  # deferred incidents evaluated again per pipeline tick
+MAX_STEP_RETRIES = 3  # a step failing on the store is tried again this often, then quarantined
+PIPELINE_STUCK_S = 60.0  # readiness fails when the pipeline made no step for this long
+# Refusals that end when a slot frees or the service is back under its max_unhealthy: the
+# incident waits and is evaluated again instead of being denied for good.
+TRANSIENT_DENIALS = frozenset({"concurrency", "blast_radius", "storm_cooldown"})
+STORM_DENIALS = frozenset({"blast_radius", "storm_cooldown"})
 REQUEST_PREFIX = "incident-"
 _SENTINEL = object()
 
@@ -219,6 +226,16 @@ class Dispatcher:
         self._work = threading.Condition()  # wakes idle workers when a run is queued
         self._queued_gen = 0  # bumped by every wake-up: a worker never misses one
         self._lock = threading.Lock()
+        # Open incidents and the (service, host) each reports down: blast radius counts them
+        # with the hosts in remediation, before any of them is decided.
+        self._down: dict[int, tuple[str | None, str]] = {}
+        # Incidents whose decision passed what a remediation needs (safe labels, a target in
+        # the inventory): only those may stand as the root cause that folds others.
+        self._trusted: set[int] = set()
+        self._storms: dict[str, int] = {}  # service -> the incident that escalated its storm
+        self._retries: list[tuple[float, tuple]] = []  # (due, a pipeline item to try again)
+        self._pipeline_beat = time.monotonic()
+        self._pipeline_error: str | None = None  # the last step failure not tied to an incident
         self.started = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -272,6 +289,21 @@ class Dispatcher:
     def ready(self) -> bool:
         """Readiness: the store answers."""
         self.store.list_incidents(limit=1)
+        return True
+
+    def pipeline_ready(self) -> bool:
+        """Readiness: the pipeline thread runs, makes steps, and its last step did not fail on
+        something other than one incident (those are quarantined and do not count)."""
+        if not self.started:
+            return True
+        thread = next((t for t in self._threads if t.name == "selfheal-pipeline"), None)
+        if thread is None or not thread.is_alive():
+            raise SelfhealError("the pipeline thread is not running")
+        idle = time.monotonic() - self._pipeline_beat
+        if idle > PIPELINE_STUCK_S:
+            raise SelfhealError(f"the pipeline made no step for {idle:.0f} s")
+        if self._pipeline_error is not None:
+            raise SelfhealError(f"the pipeline is failing: {self._pipeline_error}")
         return True
 
     # -- intake (group commit) --------------------------------------------------------------
@@ -374,26 +406,138 @@ class Dispatcher:
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + 1.0
                     self._tick()
-            except Exception:
+                self._pipeline_error = None
+            except Exception as exc:  # not tied to one incident (those are quarantined)
                 log.exception("pipeline step failed")
+                self._pipeline_error = f"{type(exc).__name__}: {exc}"[:300]
                 time.sleep(0.5)
+            self._pipeline_beat = time.monotonic()
+
+    def _step(self, incident_id: int | None, what: str, item: tuple, tries: int, fn, *args) -> None:
+        """One pipeline step for one incident. A step that fails on the store is tried
+        again a few times; any other failure, or one that keeps failing, quarantines the
+        incident: one bad incident never stops the decisions of the others."""
+        try:
+            fn(*args)
+        except Exception as exc:
+            if incident_id is None:
+                raise
+            if isinstance(exc, StoreError) and tries + 1 < MAX_STEP_RETRIES:
+                log.warning(
+                    "pipeline step failed on the store; tried again shortly",
+                    extra={"incident_id": incident_id, "step": what, "error": str(exc)},
+                )
+                self._pipeline_error = f"{what} of incident {incident_id}: {exc}"[:300]
+                due = time.monotonic() + 0.5 * 2**tries
+                self._retries.append((due, ("retry", item, tries + 1)))
+                return
+            self._quarantine(incident_id, what, exc)
+
+    def _quarantine(self, incident_id: int, what: str, exc: BaseException) -> None:
+        """Set an incident aside: recorded in the store (visible in the API and console),
+        audited and escalated; the pipeline goes on with every other incident."""
+        reason = f"{what} failed: {type(exc).__name__}: {exc}"[:500]
+        log.error(
+            "incident quarantined", exc_info=exc, extra={"incident_id": incident_id, "why": reason}
+        )
+        for forget in (self._deferred, self._services, self._down):
+            forget.pop(incident_id, None)
+        self._approved_waiting.discard(incident_id)
+        self._trusted.discard(incident_id)
+        incident = None
+        try:
+            incident = self.store.quarantine(incident_id, reason)
+        except Exception as store_exc:  # the row itself may be what cannot be read back
+            log.error(
+                "quarantine not read back",
+                extra={"incident_id": incident_id, "error": str(store_exc)},
+            )
+        try:
+            self.store.record_decision(
+                incident_id, "quarantined", [_reason("quarantined", reason, "manual")]
+            )
+        except Exception as store_exc:
+            log.error(
+                "quarantine not recorded",
+                extra={"incident_id": incident_id, "error": str(store_exc)},
+            )
+        self.metrics.decisions.inc(mode="quarantined", reason="quarantined")
+        self._audit(
+            "incident.quarantined",
+            incident_id=incident_id,
+            outcome="quarantined",
+            reasons=[reason],
+        )
+        if incident is not None:
+            with contextlib.suppress(Exception):
+                self._escalate(incident, "quarantined", reason)
+
+    def release_quarantine(self, incident_id: int, who: str) -> Incident | None:
+        """An operator fixed what failed: the incident goes through the pipeline again."""
+        incident = self.store.release_quarantine(incident_id)
+        if incident is None:
+            return None
+        self._audit(
+            "incident.released",
+            incident_id=incident_id,
+            actor={"user": who},
+            outcome="released",
+        )
+        self._pipeline_q.put(("redecide", incident_id))
+        return incident
 
     def _handle(self, item: tuple) -> None:
+        tries = 0
+        if item[0] == "retry":
+            _, item, tries = item
         kind = item[0]
         if kind == "accepted":
             _, alerts, results = item
+            self._note_down(alerts, results)
             for alert, result in zip(alerts, results, strict=True):
-                self._accepted(alert, result)
+                one = ("accepted", [alert], [result])
+                self._step(
+                    result.incident_id, "decision", one, tries, self._accepted, alert, result
+                )
         elif kind == "approved":
-            self._approved(item[1], item[2])
+            self._step(item[1], "approval", item, tries, self._approved, item[1], item[2])
         elif kind == "redecide":
-            self.decide(item[1])
+            self._step(item[1], "decision", item, tries, self.decide, item[1])
+        elif kind == "reevaluate":
+            self._step(item[1], "reevaluation", item, tries, self._reevaluate, item[1])
+        elif kind == "approval_closed":
+            self._step(item[1], "approval", item, tries, self._approval_closed, *item[1:])
         elif kind == "call":  # work that must not interleave with a decision (reload)
             item[1]()
         elif kind == "slot_freed":  # deferred incidents may run now: evaluate them at once
             for incident_id in self._deferred:
                 self._deferred[incident_id] = 0.0
             self._reevaluate_due()
+
+    def _note_down(self, alerts: list[Alert], results: list[AcceptResult]) -> None:
+        """Every incident of a batch counts as a host down before any of them is decided:
+        a mass outage arriving in one notification is seen whole by blast radius."""
+        for alert, result in zip(alerts, results, strict=True):
+            if result.decision in ("new", "reopened") and result.incident_id is not None:
+                self._locate(result.incident_id, alert.labels)
+
+    def _locate(self, incident_id: int, labels) -> None:
+        try:
+            request = Request(labels=dict(labels), inventory=self.inventory)
+            service, target = locate(self.policy, request)
+        except Exception:  # the decision itself will say what is wrong with these labels
+            return
+        if target is not None:
+            self._down[incident_id] = (service, target)
+
+    def _down_hosts(self) -> frozenset[str]:
+        return frozenset(target for _, target in self._down.values())
+
+    @staticmethod
+    def _requester(incident: Incident) -> str:
+        """Who asks for this remediation: the identity that delivered the alert that opened
+        the incident (its intake token, or the source for signed and open sources)."""
+        return incident.requester or f"source:{incident.source}"
 
     def _accepted(self, alert: Alert, result: AcceptResult) -> None:
         if result.decision in ("new", "reopened") and result.incident_id is not None:
@@ -407,6 +551,19 @@ class Dispatcher:
                 decision.attributes["selfheal.mode"] = str(self.decide(result.incident_id))
         elif result.decision == "resolved" and result.incident_id is not None:
             self._resolved(result.incident_id)
+        elif result.decision == "stale" and result.incident_id is not None:
+            ended = alert.ends_at.isoformat() if alert.ends_at else "-"
+            log.warning(
+                "resolved notification of an earlier episode ignored",
+                extra={"incident_id": result.incident_id, "ends_at": ended},
+            )
+            self._audit(
+                "alert.stale_resolve",
+                incident_id=result.incident_id,
+                outcome="ignored",
+                reasons=[f"endsAt {ended} is before the open incident began"],
+                data={"alert_id": result.alert_id, "sender": alert.sender},
+            )
 
     def _resolved(self, incident_id: int) -> None:
         canceled = self.store.cancel_pending_runs(incident_id, "incident resolved before the run")
@@ -415,7 +572,12 @@ class Dispatcher:
             self._release(run, ok=None)
         self._deferred.pop(incident_id, None)
         self._approved_waiting.discard(incident_id)
-        self._services.pop(incident_id, None)
+        service = self._services.pop(incident_id, None)
+        self._down.pop(incident_id, None)
+        self._trusted.discard(incident_id)
+        if service is not None and not any(s == service for s, _ in self._down.values()):
+            self._storm_over(service)
+        self._unfold_children(incident_id)
         incident = self.store.get_incident(incident_id)
         if incident is not None and incident.resolved_at is not None:
             self.metrics.mttr.observe(
@@ -431,32 +593,67 @@ class Dispatcher:
         if incident is not None and pd is not None:
             self._pd(lambda: pd.resolve(incident, "incident resolved"))
 
+    def _unfold_children(self, root_id: int) -> None:
+        """The root resolved: incidents folded into it that still fire stand on their own
+        again and are decided afresh (the root's fix did not fix them)."""
+        for child in self.store.children_of(root_id):
+            if child.status != "open":
+                continue
+            note = f"root incident {root_id} resolved while this one still fires: unfolded"
+            if self.store.unfold(child.id, note) is None:
+                continue
+            self.store.record_decision(child.id, "unfolded", [_reason("unfolded", note)])
+            self._audit(
+                "incident.unfolded", incident_id=child.id, outcome="unfolded", reasons=[note]
+            )
+            self._pipeline_q.put(("redecide", child.id))
+
     def decide(self, incident_id: int, *, reevaluation: bool = False) -> str | None:
         """Run one incident through safety, policy and correlation; returns the mode."""
         incident = self.store.get_incident(incident_id)
-        if incident is None or incident.status != "open" or incident.parent_id is not None:
+        if (
+            incident is None
+            or incident.status != "open"
+            or incident.parent_id is not None
+            or incident.quarantined_at is not None
+        ):
             return None
         now = datetime.now(UTC)
         labels = dict(incident.labels)
         problems = label_problems(labels)
         if problems:
+            self._down.pop(incident.id, None)  # labels that are not data name no host
             reasons = [_reason(code, message, "deny") for code, message in problems]
-            self._record(incident, "deny", reasons, {"labels": "refused"})
+            self._record(incident, "deny", reasons, {"labels": "refused", "trusted": False})
             self._escalate(incident, "unsafe_label", "alert labels refused: " + problems[0][1])
             return "deny"
+        if incident.id not in self._down:
+            self._locate(incident.id, labels)
         request = Request(
-            labels=labels, inventory=self.inventory, request_id=request_id_of(incident.id)
+            labels=labels,
+            inventory=self.inventory,
+            request_id=request_id_of(incident.id),
+            requester=self._requester(incident),
+            down=self._down_hosts(),
         )
         decision = evaluate(self.policy, request, self.state, now)
         record_decision(self.state, decision)
         reasons = [r.to_dict() for r in decision.reasons]
+        # What a remediation would need: a target of the inventory the policy accepts.
+        trusted = decision.target is not None and decision.target in self.inventory
+        trusted = trusted and not any(
+            r.code == "inventory" and r.effect == "deny" for r in decision.reasons
+        )
         context = {
             "runbook": decision.runbook,
             "route": decision.route,
             "service": decision.service,
             "target": decision.target,
+            "trusted": trusted,
         }
         self._services[incident.id] = decision.service
+        if trusted:
+            self._trusted.add(incident.id)
         # Correlation once, at the first decision (a root arriving later adopts this one).
         root = None if reevaluation else self._correlate(incident, decision.service)
         if root is not None:
@@ -467,9 +664,13 @@ class Dispatcher:
             self.store.fold(incident.id, root.id, message)
             self._record(incident, "folded", [_reason("correlated", message)], context)
             return "folded"
-        if not reevaluation:
+        if not reevaluation and trusted:
             self._adopt_dependants(incident, decision.service)
         mode = decision.mode
+        denies = [r for r in decision.reasons if r.effect == "deny"]
+        storm = [r for r in denies if r.code in STORM_DENIALS]
+        if decision.service is not None and not storm and mode != "deny":
+            self._storm_over(decision.service)
         if mode == "auto":
             return self._auto(incident, decision, reasons, context, now, reevaluation)
         if mode == "approval":
@@ -480,9 +681,10 @@ class Dispatcher:
             )
             self._page_approval(incident, decision)
             return "approval"
-        denies = [r for r in decision.reasons if r.effect == "deny"]
-        if mode == "deny" and denies and all(r.code == "concurrency" for r in denies):
-            # A transient refusal: try again when a slot may have freed.
+        if mode == "deny" and denies and all(r.code in TRANSIENT_DENIALS for r in denies):
+            # A transient refusal: try again when a slot frees or the storm is over.
+            if storm:
+                self._storm(incident, decision, storm[0].message)
             self._defer(incident, reasons, context, reevaluation)
             return "deferred"
         self._deferred.pop(incident.id, None)
@@ -490,6 +692,37 @@ class Dispatcher:
         why = next((r.message for r in decision.reasons if r.effect == mode), mode)
         self._escalate(incident, mode, why, decision)
         return mode
+
+    def _storm(self, incident: Incident, decision: Decision, why: str) -> None:
+        """Blast radius held automation for a service: escalated once per storm (not once per
+        host), with the incidents held, evaluated again until the service is under its
+        limit and its storm cooldown passed."""
+        service = decision.service or "-"
+        if service in self._storms:
+            return
+        self._storms[service] = incident.id
+        self._audit(
+            "storm.start",
+            incident_id=incident.id,
+            target=service,
+            outcome="held",
+            reasons=[why],
+        )
+        self._escalate(
+            incident, "storm", f"automation held for service {service!r}: {why}", decision
+        )
+
+    def _storm_over(self, service: str) -> None:
+        first = self._storms.pop(service, None)
+        if first is not None:
+            self._audit(
+                "storm.end",
+                incident_id=first,
+                target=service,
+                outcome="resumed",
+                reasons=[f"service {service!r} is back under its max_unhealthy"],
+            )
+            log.info("storm over: automation resumes", extra={"service": service})
 
     def _defer(self, incident: Incident, reasons: list, context: dict, quiet: bool) -> None:
         self._deferred[incident.id] = time.monotonic() + self.config.reevaluate_s
@@ -576,7 +809,7 @@ class Dispatcher:
         """The root cause arrived after its symptoms: fold the open incidents of services
         that depend on `service` (opened within the window, nothing run yet) into `root`,
         and cancel their queued runs."""
-        if not service or service not in self._dependants:
+        if not service or service not in self._dependants or root.id not in self._trusted:
             return
         window = timedelta(seconds=self.config.correlation_window_s)
         for other in self.store.list_incidents(status="open", limit=1000):
@@ -616,9 +849,13 @@ class Dispatcher:
             return None
         window = timedelta(seconds=self.config.correlation_window_s)
         for other in self.store.list_incidents(status="open", limit=1000):
-            if other.id == incident.id or abs(other.opened_at - incident.opened_at) > window:
+            if (
+                other.id == incident.id
+                or other.id not in self._trusted  # it passed what a remediation needs
+                or abs(other.opened_at - incident.opened_at) > window
+            ):
                 continue
-            other_service = self._services.get(other.id, other.labels.get("service"))
+            other_service = self._services.get(other.id)
             if other_service in deps:
                 root = other
                 seen = {root.id}
@@ -638,12 +875,22 @@ class Dispatcher:
         for incident_id in due_now[:MAX_REEVALUATIONS]:  # the rest wait for the next tick
             if incident_id in self._deferred:
                 self._deferred.pop(incident_id, None)
-                if incident_id in self._approved_waiting:
-                    self._approved(incident_id, "earlier")
-                else:
-                    self.decide(incident_id, reevaluation=True)
+                self._handle(("reevaluate", incident_id))
+
+    def _reevaluate(self, incident_id: int) -> None:
+        if incident_id in self._approved_waiting:
+            self._approved(incident_id, "earlier")
+        else:
+            self.decide(incident_id, reevaluation=True)
 
     def _tick(self) -> None:
+        now = time.monotonic()
+        due, self._retries = (
+            [item for at, item in self._retries if at <= now],
+            [(at, item) for at, item in self._retries if at > now],
+        )
+        for item in due:
+            self._handle(item)
         self._reevaluate_due()
         for request_id in list(self._approvals):
             status = approval_status(self.state, request_id)
@@ -651,46 +898,65 @@ class Dispatcher:
                 continue
             self._approvals.discard(request_id)
             incident_id = incident_of(request_id)
-            if incident_id is None:
-                continue
-            if status.status == "approved":
-                self._approved(incident_id, "timeout")
-            elif status.status in ("denied", "manual"):
-                incident = self.store.get_incident(incident_id)
-                if incident is not None:
-                    self._record(
-                        incident,
-                        "denied" if status.status == "denied" else "manual",
-                        [_reason("approval_timeout", "approval timed out", "deny")],
-                        self._selection(incident_id) or {},
-                    )
-                    self._escalate(incident, "approval_timeout", "approval timed out")
+            if incident_id is not None:
+                self._handle(("approval_closed", incident_id, status.status))
         self._recover(startup=False)
+
+    def _approval_closed(self, incident_id: int, status: str) -> None:
+        """The approval's deadline passed: its declared timeout outcome applies."""
+        if status == "approved":
+            self._approved(incident_id, "timeout")
+        elif status in ("denied", "manual"):
+            incident = self.store.get_incident(incident_id)
+            if incident is not None:
+                self._record(
+                    incident,
+                    "denied" if status == "denied" else "manual",
+                    [_reason("approval_timeout", "approval timed out", "deny")],
+                    self._selection(incident_id) or {},
+                )
+                self._escalate(incident, "approval_timeout", "approval timed out")
 
     def _resume_pipeline(self) -> None:
         """After a restart: incidents accepted but never decided, deferred ones, pending
-        approvals, and queued runs of incidents that resolved meanwhile."""
-        for incident in self.store.list_incidents(status="open", limit=100000):
-            # root-cause candidates are notes on the incident, not a step of its pipeline
-            decisions = [d for d in self.store.list_decisions(incident.id) if d.is_pipeline_step]
-            if not decisions:
-                self._pipeline_q.put(("redecide", incident.id))
-                continue
-            last = decisions[-1]
-            codes = {r.get("code") for r in last.reasons if isinstance(r, dict)}
-            if "deferred" in codes and not self.store.list_runs(incident_id=incident.id):
-                self._deferred[incident.id] = 0.0
-                if last.mode == "approved":
-                    self._approved_waiting.add(incident.id)
-            elif last.mode == "approval":
-                self._approvals.add(request_id_of(incident.id))
-            selection = self._selection(incident.id)
-            if selection:
-                self._services[incident.id] = selection.get("service")
+        approvals, and queued runs of incidents that resolved meanwhile. Rows are read one
+        at a time: one that cannot be read is quarantined, and the start goes on."""
+        for incident_id in self.store.incident_ids(status="open"):
+            try:
+                self._resume_incident(incident_id)
+            except Exception as exc:
+                self._quarantine(incident_id, "recovery", exc)
         for run in self.store.list_runs(status="queued"):
-            incident = self.store.get_incident(run.incident_id)
-            if incident is not None and incident.status == "resolved":
-                self.store.cancel_pending_runs(incident.id, "incident resolved before the run")
+            try:
+                incident = self.store.get_incident(run.incident_id)
+                if incident is not None and incident.status == "resolved":
+                    self.store.cancel_pending_runs(incident.id, "incident resolved before the run")
+            except Exception as exc:
+                self._quarantine(run.incident_id, "recovery", exc)
+
+    def _resume_incident(self, incident_id: int) -> None:
+        incident = self.store.get_incident(incident_id)
+        if incident is None or incident.quarantined_at is not None:
+            return
+        self._locate(incident.id, incident.labels)
+        # root-cause candidates are notes on the incident, not a step of its pipeline
+        decisions = [d for d in self.store.list_decisions(incident.id) if d.is_pipeline_step]
+        if not decisions or decisions[-1].mode == "unfolded":
+            self._pipeline_q.put(("redecide", incident.id))
+            return
+        last = decisions[-1]
+        codes = {r.get("code") for r in last.reasons if isinstance(r, dict)}
+        if "deferred" in codes and not self.store.list_runs(incident_id=incident.id):
+            self._deferred[incident.id] = 0.0
+            if last.mode == "approved":
+                self._approved_waiting.add(incident.id)
+        elif last.mode == "approval":
+            self._approvals.add(request_id_of(incident.id))
+        selection = self._selection(incident.id)
+        if selection:
+            self._services[incident.id] = selection.get("service")
+            if selection.get("trusted"):
+                self._trusted.add(incident.id)
 
     def _selection(self, incident_id: int) -> dict[str, Any] | None:
         for record in reversed(self.store.list_decisions(incident_id)):
@@ -777,7 +1043,12 @@ class Dispatcher:
         that a freeze, a budget or an inventory change since the request still stops it."""
         incident = self.store.get_incident(incident_id)
         selection = self._selection(incident_id)
-        if incident is None or selection is None or incident.status != "open":
+        if (
+            incident is None
+            or selection is None
+            or incident.status != "open"
+            or incident.quarantined_at is not None
+        ):
             self._approved_waiting.discard(incident_id)
             return
         retry = incident_id in self._approved_waiting
@@ -786,13 +1057,15 @@ class Dispatcher:
             labels=dict(incident.labels),
             inventory=self.inventory,
             request_id=request_id_of(incident_id),
+            requester=self._requester(incident),
+            down=self._down_hosts(),
         )
         decision = evaluate(self.policy, request, self.state, now)
         context = {k: selection.get(k) for k in ("runbook", "route", "service", "target")}
         reasons = [_reason("approved", f"approved ({who})")]
         reasons += [r.to_dict() for r in decision.reasons]
         blocking = [r for r in decision.reasons if r.effect in ("deny", "manual")]
-        if blocking and all(r.code == "concurrency" for r in blocking):
+        if blocking and all(r.code in TRANSIENT_DENIALS for r in blocking):
             self._approved_waiting.add(incident_id)
             self._deferred[incident_id] = time.monotonic() + self.config.reevaluate_s
             if not retry:

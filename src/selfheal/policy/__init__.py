@@ -22,6 +22,7 @@ from selfheal.policy.engine import (
     begin_run,
     evaluate,
     finish_run,
+    locate,
     record_decision,
 )
 from selfheal.policy.model import Policy, compile_policy, load_policy, parse_duration, schema
@@ -45,6 +46,7 @@ __all__ = [
     "evaluate",
     "finish_run",
     "load_policy",
+    "locate",
     "open_approval",
     "parse_duration",
     "record_decision",

@@ -41,6 +41,9 @@ class Request:
     inventory: Mapping[str, Mapping[str, Any]] | None = None
     break_glass: str | None = None  # the reason, when someone asks to override a freeze
     started_at: datetime | None = None  # set when the action is already running (overrun)
+    # Hosts the caller knows to be down (the dispatcher: targets of its open incidents). They
+    # count against the service's max_unhealthy with those in remediation.
+    down: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,30 @@ def _service_hosts(policy: Policy, request: Request, service: str) -> set[str] |
     return {h for h, tags in inventory.items() if _tags(tags).get("service") == service}
 
 
+def locate(policy: Policy, request: Request) -> tuple[str | None, str | None]:
+    """(service, target) the policy would pick for `request`, or None for either when it
+    names none or an unknown one; decides nothing. The target is returned only when it is a
+    known host (alert content must not make up hosts that count as down)."""
+    route = None if request.runbook else policy.route_for(request.labels)
+    if route is None and not request.runbook:
+        return None, None
+    service = None
+    if route is not None and route.service:
+        service = route.service
+    elif request.service:
+        service = request.service
+    else:
+        service = request.labels.get(route.service_label if route else "service") or None
+    if service is not None and service not in policy.services:
+        return None, None
+    target, _ = _resolve_target(policy, request, route, service)
+    if target is None or not _is_known(policy, request, service, target):
+        return service, None
+    if service is None:
+        service = _service_of(policy, target, _tags((request.inventory or {}).get(target)))
+    return service, target
+
+
 def evaluate(policy: Policy, request: Request, state: State, now: datetime) -> Decision:
     """Decide what happens to one proposed remediation, with every reason."""
     if now.tzinfo is None:
@@ -349,13 +376,13 @@ def evaluate(policy: Policy, request: Request, state: State, now: datetime) -> D
         cooldown = svc.storm_cooldown or limits.storm_cooldown
         hosts = _service_hosts(policy, request, service)  # type: ignore[arg-type]
         if max_unhealthy is not None and hosts:
-            sick = (state.unhealthy(service) & hosts) | {
+            sick = ((state.unhealthy(service) | request.down) & hosts) | {
                 lock.target for lock in live if lock.target in hosts
             }
             if target in hosts:
                 sick.add(target)
             total = len(hosts)
-            share = f"{len(sick)}/{total} hosts of {service!r} unhealthy or in remediation"
+            share = f"{len(sick)}/{total} hosts of {service!r} down or in remediation"
             if max_unhealthy.exceeded(len(sick), total):
                 flags["storm"] = True
                 out.add(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from selfheal.store.model import (
     Store,
     StoreError,
 )
+
+log = logging.getLogger("selfheal.store")
 
 _FMT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -261,6 +264,18 @@ def _incident(row: tuple) -> Incident:
         quarantined_at=dt(row[15]),
         quarantine_reason=row[16],
     )
+
+
+def _readable(rows: list[tuple], parse, what: str) -> list:
+    """The rows `parse` can read; one it cannot (written by hand, or by an older version) is
+    logged and left out, so that it never makes a whole listing fail."""
+    out = []
+    for row in rows:
+        try:
+            out.append(parse(row))
+        except (TypeError, ValueError) as exc:
+            log.error("unreadable %s row left out", what, extra={"id": row[0], "error": str(exc)})
+    return out
 
 
 def _filter(incident_id: int | None, status: str | None) -> tuple[str, tuple]:
@@ -576,7 +591,7 @@ class SQLStore(Store):
             f"SELECT {_INCIDENT_COLS} FROM incidents {where} ORDER BY id DESC LIMIT ?",
             (*params, int(limit)),
         )
-        return [_incident(r) for r in rows]
+        return _readable(rows, _incident, "incident")
 
     def alerts_of(self, incident_id: int) -> list[dict[str, Any]]:
         rows = self._read(
