@@ -89,6 +89,12 @@ def openapi() -> dict[str, Any]:
                         "resolved_at": {"type": ["string", "null"], "format": "date-time"},
                         "parent_id": {"type": ["integer", "null"]},
                         "fold_reason": {"type": ["string", "null"]},
+                        "requester": {
+                            "type": ["string", "null"],
+                            "description": "who delivered the alert that opened it",
+                        },
+                        "quarantined_at": {"type": ["string", "null"], "format": "date-time"},
+                        "quarantine_reason": {"type": ["string", "null"]},
                         "dedup": {"type": "object"},
                         "decisions": {"type": "array", "items": {"type": "object"}},
                         "runs": {"type": "array", "items": ref("Run")},
@@ -268,6 +274,22 @@ def openapi() -> dict[str, Any]:
                         "403": _err("the token lacks the intake scope"),
                         "404": _err("no such incident"),
                         "422": _err("bad candidates; `field` names which"),
+                    },
+                }
+            },
+            "/incidents/{id}/release": {
+                "post": {
+                    "summary": "Put a quarantined incident through the pipeline again",
+                    "description": "An incident is quarantined when a pipeline step failed on"
+                    " it; once the cause is fixed, an operator releases it. Needs the operate"
+                    " scope.",
+                    "security": auth,
+                    "parameters": [id_param],
+                    "responses": {
+                        "200": _json({"type": "object"}, "released"),
+                        "401": _err("no or bad token"),
+                        "403": _err("the token lacks the operate scope"),
+                        "409": _err("not quarantined, or no such incident"),
                     },
                 }
             },

@@ -221,6 +221,7 @@ def test_openapi_describes_every_endpoint(client) -> None:
         "/incidents",
         "/incidents/{id}",
         "/incidents/{id}/root-cause",
+        "/incidents/{id}/release",
         "/runs/{id}",
         "/approvals",
         "/approvals/{request_id}/approve",

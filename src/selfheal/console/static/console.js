@@ -207,6 +207,18 @@
       .join(", ");
   }
 
+  // A quarantined incident waits for an operator (a pipeline step failed on it); a folded
+  // one is a symptom of another incident. Both say so where the incident is listed.
+  function incidentName(i) {
+    const cell = el("td", { text: i.name });
+    if (i.quarantined_at) {
+      cell.append(el("span", { class: "badge badge-quarantined", text: " quarantined", title: i.quarantine_reason || "" }));
+    } else if (i.parent_id) {
+      cell.append(el("span", { class: "badge", text: ` folded into ${i.parent_id}`, title: i.fold_reason || "" }));
+    }
+    return cell;
+  }
+
   function renderIncidents(incidents) {
     const rows = incidents.map((i) => {
       const button = el("button", {
@@ -215,7 +227,7 @@
       });
       button.addEventListener("click", () => showTimeline(i.id, true));
       return el("tr", { "data-incident": i.id },
-        el("td", { text: i.id }), el("td", { text: i.name }), el("td", { text: labelText(i.labels) }),
+        el("td", { text: i.id }), incidentName(i), el("td", { text: labelText(i.labels) }),
         el("td", { text: i.count }), el("td", {}, timeEl(i.opened_at)), el("td", {}, button));
     });
     if (!rows.length) rows.push(el("tr", {}, el("td", { colSpan: 6, text: "No open incident." })));
