@@ -6,6 +6,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import getpass
 import os
 
 from ansible.errors import AnsibleActionFail
@@ -89,7 +90,7 @@ class ActionModule(ActionBase):
             runbook=args["runbook"],
             target=target,
             service=service,
-            requester=args.get("requester") or os.environ.get("SELFHEAL_REQUESTER"),
+            requester=self._requester(args, task_vars),
             request_id=args.get("request_id"),
             inventory=inventory,
             break_glass=args.get("break_glass"),
@@ -125,3 +126,20 @@ class ActionModule(ActionBase):
                 % (decision.runbook, decision.mode, target, why or "no reason given"),
             )
         return result
+
+    @staticmethod
+    def _requester(args, task_vars):
+        """Who asks: given, else the launching AWX user, else the local user; never nobody
+        (an approval without a requester could be approved by whoever raised it)."""
+        for value in (
+            args.get("requester"),
+            os.environ.get("SELFHEAL_REQUESTER"),
+            task_vars.get("awx_user_name"),
+            task_vars.get("tower_user_name"),
+        ):
+            if value:
+                return to_text(value)
+        try:
+            return "local:" + getpass.getuser()
+        except (KeyError, OSError):
+            return "local:uid-%d" % os.getuid()

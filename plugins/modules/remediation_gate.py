@@ -58,7 +58,10 @@ options:
     type: bool
     default: true
   requester:
-    description: Who asks (approvals refuse self-approval); defaults to C(SELFHEAL_REQUESTER).
+    description:
+      - Who asks (approvals refuse self-approval). Defaults to C(SELFHEAL_REQUESTER), else the
+        AWX / Automation Controller user who launched the job (C(awx_user_name)), else the
+        local user running the play. Every request has a requester.
     type: str
   request_id:
     description: Identifier of the request, for approvals and the audit trail.

@@ -114,3 +114,51 @@ def test_without_the_selfheal_package_the_failure_says_so(policy_env, tmp_path) 
     )
     assert result.returncode == 2
     assert "needs the selfheal Python package on the controller" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "expected"),
+    [
+        ({}, {}, "local:"),  # the user running the play
+        ({"awx_user_name": "carol"}, {}, "carol"),  # the AWX user who launched the job
+        ({"awx_user_name": "carol"}, {"SELFHEAL_REQUESTER": "dave"}, "dave"),
+    ],
+)
+def test_every_request_has_a_requester(policy_env, tmp_path, extra, env, expected) -> None:
+    """A request without a requester could be approved by whoever raised it."""
+    playbook = tmp_path / "ask.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": "Ask",
+                            "selfheal.core.remediation_gate": {
+                                "runbook": "restart_service",
+                                "service": "demo",
+                                "fail_on_deny": False,
+                            },
+                            "register": "gate",
+                        },
+                        {
+                            "name": "Show",
+                            "ansible.builtin.debug": {
+                                "msg": "REQUESTER={{ gate.decision.requester }}"
+                            },
+                        },
+                    ],
+                }
+            ]
+        )
+    )
+    result = run_playbook(playbook, extra_vars=extra or None, env={**policy_env, **env})
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(x for x in result.stdout.splitlines() if "REQUESTER=" in x)
+    requester = line.split("REQUESTER=", 1)[1].strip().strip('"')
+    if expected == "local:":
+        assert requester.startswith("local:") and len(requester) > len("local:"), requester
+    else:
+        assert requester == expected
