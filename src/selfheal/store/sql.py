@@ -703,14 +703,14 @@ class SQLStore(Store):
         at = ts(_now(now))
         with self._tx() as cur:
             self._x(cur, "DELETE FROM seen_deliveries WHERE expires_at <= ?", (at,))
-            if self._x(cur, "SELECT 1 FROM seen_deliveries WHERE digest = ?", (digest,)).fetchone():
-                return False
-            self._x(
+            # one statement: two replicas taking the same delivery at once cannot both win
+            row = self._x(
                 cur,
-                "INSERT INTO seen_deliveries (digest, source, expires_at) VALUES (?, ?, ?)",
+                "INSERT INTO seen_deliveries (digest, source, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (digest) DO NOTHING RETURNING digest",
                 (digest, source, ts(expires_at)),
-            )
-        return True
+            ).fetchone()
+        return row is not None
 
     # -- runs
     def enqueue_run(
