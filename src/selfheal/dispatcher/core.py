@@ -669,7 +669,9 @@ class Dispatcher:
         mode = decision.mode
         denies = [r for r in decision.reasons if r.effect == "deny"]
         storm = [r for r in denies if r.code in STORM_DENIALS]
-        if decision.service is not None and not storm and mode != "deny":
+        if decision.service is not None and any(
+            r.code == "blast_radius" and r.effect == "info" for r in decision.reasons
+        ):  # within max_unhealthy and past the cooldown
             self._storm_over(decision.service)
         if mode == "auto":
             return self._auto(incident, decision, reasons, context, now, reevaluation)
