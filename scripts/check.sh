@@ -42,7 +42,7 @@ if [ ${#failed[@]} -gt 0 ]; then
   echo "==> gates failed: ${failed[*]} (pytest runs anyway)" >&2
 fi
 echo "==> pytest"
-python3 -m pytest "$@"
+python3 -m pytest --durations=25 "$@"
 pytest_rc=$?
 if [ $pytest_rc -ne 0 ] || [ ${#failed[@]} -gt 0 ]; then
   exit 1
