@@ -687,7 +687,7 @@ class RefusalRecorder:
                 "field": field,
                 "sha256": hashlib.sha256(body).hexdigest() if body is not None else None,
                 "bytes": len(body) if body is not None else None,
-                "token": seen.get("token"),
+                "identity": seen.get("token"),
             },
         }
         log.warning(
@@ -699,7 +699,7 @@ class RefusalRecorder:
                 "source": source,
                 "status": exc.status,
                 "field": field,
-                "token": event["data"]["token"],
+                "identity": event["data"]["identity"],
             },
         )
         if suppressed:
