@@ -210,6 +210,8 @@ def mutated(draw, source: str, kind: str = "any") -> dict:
             body = _set_new(body, path, draw(_labels) if leaf else draw(_text))
             continue
         paths = list(_paths(body))[1 if source == "cloudwatch_sns" else 0 :]
+        if not paths:  # everything dropped already
+            break
         path = draw(st.sampled_from(paths))
         if path and draw(st.integers(0, 4)) == 0:
             _drop(body, path)
