@@ -33,6 +33,7 @@ from datetime import datetime
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import SHARED
 from unit.dispatcher.helpers import READ_TOKEN, TOKEN, Client, hmac_headers
 from unit.dispatcher.test_intake import ALARM, AM, AZURE, EVENTBRIDGE, GRAFANA
 from unit.store.conftest import postgres_dsn, postgres_server  # noqa: F401  (fixtures)
@@ -82,6 +83,9 @@ BASES = {
     "azure_monitor": AZURE,
     "generic": GENERIC,
 }
+# real Alertmanager deliveries (when the shared samples are present): seeds for mutations
+SAMPLES = sorted((SHARED / "samples" / "alertmanager").glob("*.json"))
+SEEDS = {"alertmanager": [json.loads(p.read_text()) for p in SAMPLES]}
 CONTENT_TYPES = [
     "application/json",
     "application/json; charset=utf-8",
@@ -197,7 +201,7 @@ _labels = st.dictionaries(st.text(min_size=1, max_size=20), _text | st.integers(
 
 @st.composite
 def mutated(draw, source: str, kind: str = "any") -> dict:
-    body = copy.deepcopy(BASES[source])
+    body = copy.deepcopy(draw(st.sampled_from([BASES[source], *SEEDS.get(source, [])])))
     for _ in range(draw(st.integers(1, 3))):
         if kind == "time":  # a valid body with odd timestamps: years 1..9999, offsets, epochs
             path = draw(st.sampled_from(TIME_FIELDS[source]))
@@ -345,6 +349,21 @@ class Harness:
             self.check_incident(incident["id"])
         for alert_id, expected in self.accepted:
             self.check_alert(alert_id, expected)
+
+
+@pytest.mark.skipif(not SAMPLES, reason=f"no real Alertmanager samples in {SHARED}/samples")
+def test_real_alertmanager_deliveries_round_trip(env) -> None:
+    harness = Harness(env, None)
+    try:
+        for path in SAMPLES:
+            raw = path.read_bytes()
+            r = harness.send("alertmanager", raw, "application/json")
+            assert r.status == 202, (path.name, r.body)
+            harness.expect("alertmanager", raw, r.json()["results"])
+        harness.check_all()
+    finally:
+        harness.close()
+    assert len(harness.accepted) >= len(SAMPLES)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
