@@ -97,14 +97,15 @@ def load(payload: Any, limits: Limits, path: str = TOP) -> Any:
     return value
 
 
-# A lone surrogate can only reach parsed JSON text through a \uD800-\uDFFF escape.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# A lone surrogate or a NUL can only reach parsed JSON text through an escape (\uD800-\uDFFF,
+# \u0000): the parser refuses raw control characters in strings.
+_SURROGATE_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
 
 
 def _walk_needed(text: str, limits: Limits) -> bool:
     """Whether parsed JSON text needs `check_depth`'s walk. The parser already gave JSON
     types with string keys, finite floats and bounded ints; what is left is depth (bounded
-    above by the number of brackets) and lone surrogates (only from escapes). Most intake
+    above by the number of brackets), lone surrogates and NULs (only from escapes). Most intake
     payloads pass both cheap tests, and the walk is skipped."""
     brackets = text.count("{") + text.count("[")
     return brackets > limits.max_depth or _SURROGATE_ESCAPE.search(text) is not None
@@ -137,7 +138,9 @@ def parse_json(body: bytes | str, *, max_bytes: int, path: str = TOP) -> Any:
 
 def check_depth(value: Any, limits: Limits, path: str) -> None:
     """Walk the whole value: nesting depth, JSON types only (an already parsed payload may
-    hold anything), string keys, no lone surrogates (they cannot be stored as UTF-8)."""
+    hold anything), string keys, no lone surrogates (they cannot be stored as UTF-8) and no
+    NUL characters (PostgreSQL text and jsonb cannot hold them: one would fail the store's
+    whole group commit)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -166,6 +169,8 @@ def check_depth(value: Any, limits: Limits, path: str) -> None:
 
 
 def _text(text: str, path: str) -> None:
+    if "\x00" in text:
+        raise PayloadError("NUL characters (\\u0000) are not allowed", path)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -408,3 +408,25 @@ def test_a_token_with_intake_and_approve_is_warned_about(env, caplog) -> None:
     assert len(warnings) == 1
     assert "'both'" in warnings[0].getMessage()
     assert not any("'alice'" in r.getMessage() for r in caplog.records)
+
+
+# -- found by the property suite: a NUL character failed PostgreSQL's whole group commit ------
+
+
+@pytest.mark.parametrize(
+    ("source", "body"),
+    [
+        ("alertmanager", am_body(am_alert({"alertname": "A\u0000", "host": "web-01"}))),
+        ("alertmanager", {**AM, "receiver": "\u0000"}),  # kept only in the raw payload
+        ("alertmanager", am_body(am_alert({"alertname": "A", "x\u0000": "1"}))),
+        ("cloudwatch_sns", _sns({**ALARM, "AlarmName": "cpu\u0000"})),
+        ("cloudwatch_eventbridge", {**EVENTBRIDGE, "id": "\u0000"}),
+        ("generic", {"check": "disk", "state": "down", "tags": {"host": "a\u0000b"}}),
+    ],
+)
+def test_nul_characters_are_refused(make_dispatcher, source, body) -> None:
+    d, client = make_dispatcher()
+    r = _post(client, source, body)
+    assert r.status in (400, 422), r.body  # 422 names the field holding it (SNS: Message)
+    assert "NUL" in r.json()["error"]
+    assert d.store.list_incidents() == []
