@@ -36,7 +36,9 @@ def openapi() -> dict[str, Any]:
                     "type": "apiKey",
                     "in": "header",
                     "name": "X-Selfheal-Signature",
-                    "description": "sha256=<hex HMAC-SHA256 of the body>; header name per source",
+                    "description": "[sha256=]<hex HMAC-SHA256 of '<timestamp>:<body>'>, the"
+                    " timestamp (Unix seconds) in the source's timestamp header (Grafana's"
+                    " X-Grafana-Alerting-Timestamp); header names per source",
                 },
             },
             "schemas": {

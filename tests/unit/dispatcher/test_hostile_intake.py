@@ -430,3 +430,42 @@ def test_nul_characters_are_refused(make_dispatcher, source, body) -> None:
     assert r.status in (400, 422), r.body  # 422 names the field holding it (SNS: Message)
     assert "NUL" in r.json()["error"]
     assert d.store.list_incidents() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"header_timeout_s": 0}, "header_timeout_s"),
+        ({"body_timeout_s": -1}, "body_timeout_s"),
+        (
+            {"sources": {"grafana": {"auth": "hmac", "hmac_secret": "s", "hmac_tolerance_s": 0}}},
+            "sources.grafana.hmac_tolerance_s",
+        ),
+        (
+            {
+                "sources": {
+                    "grafana": {
+                        "auth": "hmac",
+                        "hmac_secret": "s",
+                        "hmac_timestamp_header": "X Stamp",
+                    }
+                }
+            },
+            "sources.grafana.hmac_timestamp_header",
+        ),
+        (
+            {
+                "sources": {
+                    "grafana": {"auth": "hmac", "hmac_secret": "s", "hmac_require_timestamp": "no"}
+                }
+            },
+            "sources.grafana.hmac_require_timestamp",
+        ),
+    ],
+)
+def test_timeout_and_signature_settings_are_validated(env, change, field) -> None:
+    from selfheal.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        config_from_data({**env["config"], **change}, env["tmp"]).validate()
+    assert err.value.path == field
