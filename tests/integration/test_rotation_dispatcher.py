@@ -5,8 +5,7 @@ no restart is needed."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import itertools
 import json
 import os
 import sys
@@ -16,7 +15,14 @@ from pathlib import Path
 import pytest
 import yaml
 from support import REPO, run_playbook
-from unit.dispatcher.helpers import INVENTORY, Client, am_alert, am_body, policy_data
+from unit.dispatcher.helpers import (
+    INVENTORY,
+    Client,
+    am_alert,
+    am_body,
+    hmac_headers,
+    policy_data,
+)
 from unit.dispatcher.test_intake import GRAFANA
 
 from selfheal.dispatcher import Dispatcher, build_app, config_from_data
@@ -36,9 +42,7 @@ def _aged(path: Path, text: str) -> Path:
     return path
 
 
-def _signed(secret: str, body: bytes) -> dict:
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {"X-Selfheal-Signature": f"sha256={digest}"}
+_deliveries = itertools.count()
 
 
 @pytest.fixture
@@ -70,8 +74,9 @@ def _alert(client, token: str) -> int:
 
 
 def _grafana(client, secret: str) -> int:
-    body = json.dumps(GRAFANA).encode()
-    return client.post("/alerts/grafana", body, headers=_signed(secret, body)).status
+    # each delivery its own body: a signed delivery is accepted once (replays are refused)
+    body = json.dumps({**GRAFANA, "groupKey": f"delivery-{next(_deliveries)}"}).encode()
+    return client.post("/alerts/grafana", body, headers=hmac_headers(body, secret)).status
 
 
 def test_rotated_credentials_overlap_then_retire(served) -> None:

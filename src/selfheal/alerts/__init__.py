@@ -8,7 +8,7 @@ Sources: alertmanager, cloudwatch_sns, cloudwatch_eventbridge, azure_monitor, gr
 generic (a JSON body read through a field mapping). See docs/alerts.md.
 """
 
-from selfheal.alerts._parse import DEFAULT_LIMITS, Limits
+from selfheal.alerts._parse import DEFAULT_LIMITS, Limits, parse_json
 from selfheal.alerts.model import (
     SOURCES,
     STATUSES,
@@ -31,4 +31,5 @@ __all__ = [
     "compile_mapping",
     "compute_fingerprint",
     "normalise",
+    "parse_json",
 ]

@@ -31,6 +31,12 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+# Timestamps an alert may carry: from the Unix epoch up to (not including) 2200-01-01 UTC.
+# Anything outside is refused by name (``alerts[0].startsAt: timestamp out of range``) rather
+# than stored: a year-2 start would sort before every real alert and no clock reaches 2200.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+_RANGE = "1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z"
 _FINGERPRINT = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
@@ -91,14 +97,15 @@ def load(payload: Any, limits: Limits, path: str = TOP) -> Any:
     return value
 
 
-# A lone surrogate can only reach parsed JSON text through a \uD800-\uDFFF escape.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# A lone surrogate or a NUL can only reach parsed JSON text through an escape (\uD800-\uDFFF,
+# \u0000): the parser refuses raw control characters in strings.
+_SURROGATE_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
 
 
 def _walk_needed(text: str, limits: Limits) -> bool:
     """Whether parsed JSON text needs `check_depth`'s walk. The parser already gave JSON
     types with string keys, finite floats and bounded ints; what is left is depth (bounded
-    above by the number of brackets) and lone surrogates (only from escapes). Most intake
+    above by the number of brackets), lone surrogates and NULs (only from escapes). Most intake
     payloads pass both cheap tests, and the walk is skipped."""
     brackets = text.count("{") + text.count("[")
     return brackets > limits.max_depth or _SURROGATE_ESCAPE.search(text) is not None
@@ -122,9 +129,18 @@ def _short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def parse_json(body: bytes | str, *, max_bytes: int, path: str = TOP) -> Any:
+    """The one strict JSON reader for every request body (intake, votes, cancels, root
+    causes, SNS envelopes): size-limited, nested at most `Limits.max_depth` deep, no
+    duplicate keys, no NaN/Infinity, UTF-8 only. Raises `PayloadError` naming `path`."""
+    return load(body, Limits(max_bytes=max_bytes), path)
+
+
 def check_depth(value: Any, limits: Limits, path: str) -> None:
     """Walk the whole value: nesting depth, JSON types only (an already parsed payload may
-    hold anything), string keys, no lone surrogates (they cannot be stored as UTF-8)."""
+    hold anything), string keys, no lone surrogates (they cannot be stored as UTF-8) and no
+    NUL characters (PostgreSQL text and jsonb cannot hold them: one would fail the store's
+    whole group commit)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -153,6 +169,8 @@ def check_depth(value: Any, limits: Limits, path: str) -> None:
 
 
 def _text(text: str, path: str) -> None:
+    if "\x00" in text:
+        raise PayloadError("NUL characters (\\u0000) are not allowed", path)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -249,17 +267,19 @@ def str_map(value: Any, path: str, limits: Limits, *, required: bool = False) ->
 
 
 def timestamp(value: Any, path: str, *, epoch: bool = False) -> datetime | None:
-    """RFC 3339 text (any offset, converted to UTC); null, "" and Go's zero time are None.
-    Numbers (seconds since the epoch) only where ``epoch`` is set."""
+    """RFC 3339 text (any offset, converted to UTC); null, "" and Go's zero time
+    (``0001-01-01T00:00:00Z``) are None. Numbers (seconds since the epoch) only where
+    ``epoch`` is set. Either must lie in [`EARLIEST`, `LATEST`), else a `PayloadError`."""
     if value is None or value == "":
         return None
     if epoch and isinstance(value, int | float) and not isinstance(value, bool):
         try:
             if not math.isfinite(value):
                 raise ValueError
-            return datetime.fromtimestamp(value, UTC)
+            parsed = datetime.fromtimestamp(value, UTC)
         except (ValueError, OverflowError, OSError):
-            raise PayloadError("not a valid epoch timestamp", path) from None
+            raise PayloadError(f"timestamp out of range ({_RANGE})", path) from None
+        return _in_range(parsed, path, repr(value))
     if not isinstance(value, str):
         raise PayloadError(f"must be an RFC 3339 timestamp string, not {kind(value)}", path)
     if len(value) > 64:
@@ -268,14 +288,22 @@ def timestamp(value: Any, path: str, *, epoch: bool = False) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except (ValueError, OverflowError, TypeError):
         raise PayloadError(f"not an RFC 3339 timestamp: {value!r}", path) from None
-    if parsed.utcoffset() is None:
+    offset = parsed.utcoffset()
+    if offset is None:
         raise PayloadError(f"timestamp without a time zone: {value!r}", path)
-    if parsed.year <= 1:  # Go's zero time: "not set"
+    if not offset and parsed.replace(tzinfo=None) == datetime.min:  # Go's zero: "not set"
         return None
     try:
-        return parsed.astimezone(UTC)
+        parsed = parsed.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise PayloadError(f"timestamp out of range: {value!r}", path) from None
+        raise PayloadError(f"timestamp out of range ({_RANGE}): {value!r}", path) from None
+    return _in_range(parsed, path, repr(value))
+
+
+def _in_range(parsed: datetime, path: str, shown: str) -> datetime:
+    if not EARLIEST <= parsed < LATEST:
+        raise PayloadError(f"timestamp out of range ({_RANGE}): {shown}", path)
+    return parsed
 
 
 def fingerprint(value: Any, path: str) -> str | None:

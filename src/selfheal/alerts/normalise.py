@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from selfheal.alerts import _parse as p
 from selfheal.alerts._parse import DEFAULT_LIMITS, TOP, Limits
+from selfheal.alerts.https_url import CheckedURL, URLError, check_https_url
 from selfheal.alerts.model import (
     SOURCES,
     Alert,
@@ -34,6 +34,7 @@ class _Ctx:
     limits: Limits
     received_at: datetime
     mapping: Mapping[str, Any] | None
+    sender: str | None = None
 
 
 def normalise(
@@ -43,12 +44,15 @@ def normalise(
     mapping: Mapping[str, Any] | None = None,
     received_at: datetime | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    sender: str | None = None,
 ) -> list[Alert] | SubscriptionConfirmation:
     """Validate and normalise one webhook body from ``source``.
 
     Returns the alerts it carries (never empty), or a `SubscriptionConfirmation` for an SNS
     subscription handshake. Raises `PayloadError` (naming the bad field path) for any payload
     that cannot be accepted, and `ConfigError` for an unknown source or a bad ``mapping``.
+    ``sender`` (who delivered the body, as the server authenticated it) goes on every alert;
+    nothing in the payload can set it.
     """
     if source not in SOURCES:
         raise ConfigError(f"unknown source {source!r} (one of {', '.join(SOURCES)})", "source")
@@ -57,7 +61,7 @@ def normalise(
     compiled = compile_mapping(mapping) if source == "generic" else None
     when = (received_at or datetime.now(UTC)).astimezone(UTC)
     value = p.load(payload, limits)
-    ctx = _Ctx(source, limits, when, compiled)
+    ctx = _Ctx(source, limits, when, compiled, sender)
     return _NORMALISERS[source](value, ctx)
 
 
@@ -91,6 +95,7 @@ def _alert(
         generator_url=generator_url,
         received_at=ctx.received_at,
         raw=raw,
+        sender=ctx.sender,
     )
 
 
@@ -205,16 +210,23 @@ def _cw_annotations(description: str, reason: str, old: str, new: str) -> dict[s
     return {k: v for k, v in values.items() if v}
 
 
+def check_subscribe_url(url: str) -> CheckedURL:
+    """An SNS ``SubscribeURL``: https, port 443, on an sns.<region>.amazonaws.com host."""
+    return check_https_url(url, lambda host: _SNS_HOST.fullmatch(host) is not None)
+
+
 def _cloudwatch_sns(body: Any, ctx: _Ctx) -> list[Alert] | SubscriptionConfirmation:
     body = p.obj(body, TOP)
     kind = p.string(body, "Type", TOP, ctx.limits, required=True)
     if kind in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
-        url = p.string(body, "SubscribeURL", TOP, ctx.limits, required=True, max_len=4096)
-        parts = urlsplit(url)
-        if parts.scheme != "https" or not _SNS_HOST.fullmatch(parts.hostname or ""):
+        text = p.string(body, "SubscribeURL", TOP, ctx.limits, required=True, max_len=4096)
+        try:  # parsed once: the confirmation fetches exactly this host and target
+            url = check_subscribe_url(text)
+        except URLError as exc:
             raise PayloadError(
-                "must be an https URL on an sns.<region>.amazonaws.com host", "SubscribeURL"
-            )
+                f"must be an https URL on an sns.<region>.amazonaws.com host ({exc})",
+                "SubscribeURL",
+            ) from None
         return SubscriptionConfirmation(
             kind=kind,
             topic_arn=p.string(body, "TopicArn", TOP, ctx.limits, required=True),

@@ -4,7 +4,9 @@ SNS signs the canonical string of a message (selected fields, each as ``Name\\nv
 in a fixed order) with the key of an X.509 certificate it publishes at ``SigningCertURL``.
 ``SignatureVersion`` 1 is SHA1withRSA, 2 is SHA256withRSA. The certificate URL must be
 https on an ``sns.<region>.amazonaws.com`` host (an allow-list can replace that pattern),
-so a forger cannot point it at their own certificate. Certificates are cached by URL.
+so a forger cannot point it at their own certificate. The URL is parsed once
+(`selfheal.alerts.https_url`) and the certificate fetched from exactly the checked host,
+port and path. Certificates are cached by URL.
 
     verifier = SNSVerifier()
     verifier.verify(json.loads(body))      # raises SignatureError naming the field
@@ -14,19 +16,18 @@ from __future__ import annotations
 
 import base64
 import re
-import ssl
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from selfheal.alerts.https_url import CheckedURL, URLError, check_https_url, fetch_https
 
 DEFAULT_CERT_HOST = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
 MAX_CERT_BYTES = 64 * 1024
@@ -80,11 +81,9 @@ def canonical_string(message: Mapping[str, Any]) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-def _default_fetch(url: str, timeout: float) -> bytes:
-    # a fresh context each time: it reads the system trust store as configured now
-    context = ssl.create_default_context()
-    with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
-        return response.read(MAX_CERT_BYTES + 1)
+def _default_fetch(url: CheckedURL, timeout: float) -> bytes:
+    # from the checked parts, never the text re-parsed; a fresh TLS context each time
+    return fetch_https(url, timeout=timeout, limit=MAX_CERT_BYTES)
 
 
 class SNSVerifier:
@@ -92,7 +91,7 @@ class SNSVerifier:
         self,
         cert_hosts: Sequence[str] = (),
         *,
-        fetch: Callable[[str, float], bytes] = _default_fetch,
+        fetch: Callable[[CheckedURL, float], bytes] = _default_fetch,
         timeout_s: float = 5.0,
     ):
         """`cert_hosts`: host names allowed in SigningCertURL (default: the SNS pattern)."""
@@ -108,20 +107,24 @@ class SNSVerifier:
             return host in self.cert_hosts
         return DEFAULT_CERT_HOST.fullmatch(host) is not None
 
-    def _check_url(self, url: Any) -> str:
+    def _check_url(self, url: Any) -> CheckedURL:
         if not isinstance(url, str) or not url:
             raise SignatureError("missing", "SigningCertURL", 400)
-        parts = urlsplit(url)
-        if parts.scheme != "https":
-            raise SignatureError("must be an https URL", "SigningCertURL")
-        if not self._host_allowed((parts.hostname or "").lower()):
-            raise SignatureError("must be on an sns.<region>.amazonaws.com host", "SigningCertURL")
-        if not parts.path.endswith(".pem"):
+        try:  # an explicit allow-list may name a test or proxy host on another port
+            checked = check_https_url(url, self._host_allowed, allow_port=bool(self.cert_hosts))
+        except URLError as exc:
+            if str(exc) == "host not allowed":
+                raise SignatureError(
+                    "must be on an sns.<region>.amazonaws.com host", "SigningCertURL"
+                ) from None
+            raise SignatureError(str(exc), "SigningCertURL") from None
+        if "?" in checked.target or not checked.target.endswith(".pem"):
             raise SignatureError("must name a .pem certificate", "SigningCertURL")
-        return url
+        return checked
 
-    def public_key(self, url: str) -> rsa.RSAPublicKey:
-        """The RSA key of the certificate at `url` (fetched once, then cached)."""
+    def public_key(self, url: CheckedURL | str) -> rsa.RSAPublicKey:
+        """The RSA key of the certificate at `url` (checked, fetched once, then cached)."""
+        url = url if isinstance(url, CheckedURL) else self._check_url(url)
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(url)

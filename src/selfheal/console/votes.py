@@ -3,11 +3,13 @@ console identities, kept on the approval record and in the audit trail."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
+from selfheal.alerts import PayloadError, parse_json
+
 MAX_REASON = 500
+MAX_BODY = 64 * 1024
 
 
 class ReasonError(ValueError):
@@ -20,10 +22,10 @@ def parse_reason(body: bytes, *, required: bool) -> str | None:
     """`{"reason": "..."}` from a vote's or a cancel's body. An empty body is no reason."""
     data: Any = {}
     if body.strip():
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise ReasonError("must be a JSON object", "(payload)") from None
+        try:  # the intake's strict reader: depth limit, no duplicate keys
+            data = parse_json(body, max_bytes=MAX_BODY)
+        except PayloadError as exc:
+            raise ReasonError(f"must be a JSON object ({exc.args[0]})", "(payload)") from None
         if not isinstance(data, dict):
             raise ReasonError("must be a JSON object", "(payload)")
     reason = data.get("reason")

@@ -25,6 +25,7 @@ def serve(config: DispatcherConfig) -> None:
 
     import uvicorn
 
+    from selfheal.dispatcher.http_timeouts import header_timeout_protocol
     from selfheal.dispatcher.logs import setup_logging
 
     setup_logging(config.log_level)
@@ -40,7 +41,9 @@ def serve(config: DispatcherConfig) -> None:
             log_config=None,
             backlog=4096,
             timeout_keep_alive=30,
-            http="httptools",  # the C parser: about twice the pure-Python h11 rate
+            # httptools (the C parser: about twice the pure-Python h11 rate), with a header
+            # timeout: a connection must complete its request headers in header_timeout_s
+            http=header_timeout_protocol(config.header_timeout_s),
             proxy_headers=False,  # nothing here reads the client address; saves a layer
         )
     )

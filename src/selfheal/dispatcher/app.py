@@ -12,15 +12,24 @@ import hmac
 import json
 import logging
 import re
-import urllib.request
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from selfheal.alerts import SOURCES, PayloadError, SubscriptionConfirmation, normalise
+from selfheal.alerts import (
+    SOURCES,
+    PayloadError,
+    SubscriptionConfirmation,
+    normalise,
+    parse_json,
+)
+from selfheal.alerts.https_url import URLError, fetch_https
+from selfheal.alerts.normalise import check_subscribe_url
 from selfheal.alerts.sns_verify import SignatureError, SNSVerifier
 from selfheal.console.votes import ReasonError, note_reason, parse_reason
-from selfheal.dispatcher.config import Token
+from selfheal.dispatcher.config import SourceConfig, Token
 from selfheal.dispatcher.core import Dispatcher
 from selfheal.dispatcher.openapi import openapi
 from selfheal.dispatcher.rootcause import MODE as ROOT_CAUSE
@@ -111,6 +120,7 @@ class API:
         self._health_threads: set[str] = set()
         self.app = make_asgi_app(self.health, self._app)
         self.sns = SNSVerifier(self.config.source("cloudwatch_sns").signing_cert_hosts)
+        self.refusals = RefusalRecorder(dispatcher)
         from selfheal.console.routes import ConsoleRoutes  # imports this module: late
 
         self.console = ConsoleRoutes(self)
@@ -162,28 +172,67 @@ class API:
             raise HTTPError(403, f"token {token.name!r} lacks the {scope_name!r} scope")
         return token
 
-    def _check_source_auth(self, scope: Scope, source: str, body: bytes | None) -> None:
+    def _authenticate(self, scope: Scope, source: str) -> tuple[str, Token | None]:
+        """Before the body: the bearer token of a token source. Returns the sender recorded
+        on the alerts (the token's name, or "source:<name>" for signed and open sources)
+        and the token."""
         cfg = self.config.source(source)
-        if cfg.auth == "none":
-            return
         if cfg.auth == "token":
-            self._require(scope, "intake")
-            return
-        if body is None:
-            return  # signature checked once the body is read
+            token = self._require(scope, "intake")
+            if token is not None:
+                return token.name, token
+        return f"source:{source}", None
+
+    async def _check_signature(self, scope: Scope, cfg: SourceConfig, body: bytes) -> None:
+        """An hmac source: HMAC-SHA256 (hex, "sha256=" prefix optional) over
+        "<timestamp>:<body>" (Grafana's format), the timestamp (Unix seconds, its own header)
+        within hmac_tolerance_s of now, and each signed delivery accepted once: its digest is
+        kept in the store until the timestamp leaves the tolerance, shared by every replica.
+        Body-only signatures only with hmac_require_timestamp: false (no replay guard)."""
         header = _header(scope, cfg.hmac_header.lower().encode())
         if header is None:
             raise HTTPError(401, f"missing signature header {cfg.hmac_header}")
+        stamp_header = cfg.timestamp_header()
+        stamp = _header(scope, stamp_header.lower().encode())
+        if stamp is None and cfg.hmac_require_timestamp:
+            raise HTTPError(401, f"missing signature timestamp header {stamp_header}")
+        if stamp is not None:
+            stamp = stamp.strip()
+            if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+                raise HTTPError(401, f"{stamp_header} must be Unix seconds")
+            signed = stamp.encode() + b":" + body
+        else:
+            signed = body
         given = header.strip()
         if given.lower().startswith("sha256="):
             given = given[7:]
-        given_bytes = given.lower().encode()
+        given_bytes = given.lower().encode("latin-1")
         matched = False
         for secret in cfg.hmac_secrets():  # current secret, and the previous during its overlap
-            expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+            expected = hmac.new(secret, signed, hashlib.sha256).hexdigest().encode()
             matched |= hmac.compare_digest(given_bytes, expected)
         if not matched:
             raise HTTPError(403, f"bad signature in {cfg.hmac_header}")
+        if stamp is None:
+            return
+        at = int(stamp)
+        if abs(time.time() - at) > cfg.hmac_tolerance_s:
+            raise HTTPError(
+                403,
+                f"signature timestamp outside the {cfg.hmac_tolerance_s:g} s tolerance"
+                " (a replay, or a clock that is off)",
+                stamp_header,
+            )
+        digest = hashlib.sha256(given_bytes + b"\n" + body).hexdigest()
+        expires = datetime.fromtimestamp(at + cfg.hmac_tolerance_s, UTC)
+        try:
+            fresh = await asyncio.to_thread(
+                self.d.store.remember_delivery, digest, cfg.name, expires
+            )
+        except SelfhealError as exc:
+            raise HTTPError(503, f"store unavailable: {exc}") from None
+        if not fresh:
+            raise HTTPError(403, "this signed delivery was already received (a replay)")
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -289,14 +338,34 @@ class API:
     async def _intake(self, scope: Scope, receive: Receive, source: str) -> tuple[int, Any, list]:
         if source not in SOURCES or not self.config.source(source).enabled:
             raise HTTPError(404, f"unknown source {source[:64]!r}", "source")
-        self._check_source_auth(scope, source, None)
-        body = await _read_body(scope, receive, self.config.max_body)
-        self._check_source_auth(scope, source, body)
+        seen: dict[str, Any] = {}  # what the refusal record can name
+        try:
+            return await self._accept(scope, receive, source, seen)
+        except HTTPError as exc:
+            if exc.status in REFUSALS_AUDITED:
+                await self.refusals.refused(source, exc, seen)
+            raise
+
+    async def _accept(
+        self, scope: Scope, receive: Receive, source: str, seen: dict[str, Any]
+    ) -> tuple[int, Any, list]:
         cfg = self.config.source(source)
+        sender, token = self._authenticate(scope, source)
+        seen["token"] = token.name if token is not None else None
+        _check_content_type(scope, source)
+        body = await _read_body(scope, receive, self.config.max_body, self.config.body_timeout_s)
+        seen["body"] = body
+        if cfg.auth == "hmac":
+            await self._check_signature(scope, cfg, body)
         if source == "cloudwatch_sns" and cfg.verify_signatures:
             await self._verify_sns(body)
         try:
-            result = normalise(source, body, mapping=cfg.mapping if source == "generic" else None)
+            result = normalise(
+                source,
+                body,
+                mapping=cfg.mapping if source == "generic" else None,
+                sender=sender,
+            )
         except PayloadError as exc:
             raise HTTPError(422 if exc.path != "(payload)" else 400, str(exc), exc.path) from None
         except SelfhealError as exc:  # a bad generic mapping: configuration, not input
@@ -343,12 +412,12 @@ class API:
                 [],
             )
 
-        def fetch() -> None:
-            with urllib.request.urlopen(msg.subscribe_url, timeout=10) as response:
-                response.read(65536)
-
+        try:  # the same strict parse as at intake; the fetch uses its host and target only
+            url = check_subscribe_url(msg.subscribe_url)
+        except URLError as exc:
+            raise HTTPError(422, f"SubscribeURL: {exc}", "SubscribeURL") from None
         try:
-            await asyncio.to_thread(fetch)
+            await asyncio.to_thread(fetch_https, url, timeout=10.0, limit=65536)
         except OSError as exc:
             self.d.record_subscription(msg.kind, msg.topic_arn, False, str(exc))
             raise HTTPError(502, f"could not confirm the subscription: {exc}") from None
@@ -356,10 +425,10 @@ class API:
         return 200, {"status": "confirmed", "kind": msg.kind, "topic_arn": msg.topic_arn}, []
 
     async def _verify_sns(self, body: bytes) -> None:
-        try:
-            message = json.loads(body)
-        except ValueError:
-            raise HTTPError(400, "not JSON", "(payload)") from None
+        try:  # the intake's strict reader: depth limit, no duplicate keys, size limit
+            message = parse_json(body, max_bytes=self.config.max_body)
+        except PayloadError as exc:
+            raise HTTPError(400, str(exc), exc.path) from None
         try:
             await asyncio.to_thread(self.sns.verify, message)
         except SignatureError as exc:
@@ -374,7 +443,7 @@ class API:
         if token is None:
             raise HTTPError(403, "canceling a run needs an identity: configure API tokens")
         run_id = _int_id(raw_id, "id")
-        body = await _read_body(scope, receive, 64 * 1024)
+        body = await _read_body(scope, receive, 64 * 1024, self.config.body_timeout_s)
         try:
             reason = parse_reason(body, required=True)
         except ReasonError as exc:
@@ -401,7 +470,7 @@ class API:
 
     async def _reload(self, scope: Scope, receive: Receive) -> tuple[int, Any, list]:
         token = self._require(scope, "admin")
-        await _read_body(scope, receive, 64 * 1024)  # nothing expected
+        await _read_body(scope, receive, 64 * 1024, self.config.body_timeout_s)  # nothing expected
         try:
             body = await asyncio.to_thread(self.d.reload_policy, token.name if token else "-")
         except ConfigError as exc:
@@ -449,7 +518,7 @@ class API:
 
     async def _root_cause(self, scope: Scope, receive: Receive, raw_id: str):
         incident_id = _int_id(raw_id, "id")
-        body = await _read_body(scope, receive, self.config.max_body)
+        body = await _read_body(scope, receive, self.config.max_body, self.config.body_timeout_s)
         try:
             reasons = parse_candidates(body)
         except CandidateError as exc:
@@ -495,7 +564,7 @@ class API:
             token = self._require(scope, "approve")
             if token is None:
                 raise HTTPError(403, "approvals need an identity: configure API tokens")
-            body = await _read_body(scope, receive, 64 * 1024)
+            body = await _read_body(scope, receive, 64 * 1024, self.config.body_timeout_s)
             try:  # console identities must say why; scope-only tokens may
                 reason = parse_reason(body, required=token.console_role is not None)
             except ReasonError as exc:
@@ -539,7 +608,9 @@ def _source_of(scope: Scope) -> str | None:
     return None
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+async def _read_body(scope: Scope, receive: Receive, limit: int, timeout: float = 30.0) -> bytes:
+    """The whole request body, at most `limit` bytes (413), all of it within `timeout`
+    seconds (408): a sender dribbling a byte at a time cannot hold a request open."""
     length = _header(scope, b"content-length")
     if length is not None:
         if not length.strip().isdigit():
@@ -548,14 +619,120 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             raise HTTPError(413, f"body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise HTTPError(400, "client disconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise HTTPError(413, f"body larger than {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise HTTPError(400, "client disconnected")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPError(413, f"body larger than {limit} bytes")
+                chunks.append(chunk)
+                if not message.get("more_body"):
+                    return b"".join(chunks)
+    except TimeoutError:
+        err = HTTPError(408, f"request body not received within {timeout:g} s")
+        err.headers.append((b"connection", b"close"))
+        raise err from None
+
+
+# Media types a JSON body may be sent as; an SNS HTTP(S) subscription posts its JSON envelope
+# as text/plain (charset=UTF-8), so that one source accepts it too. A missing Content-Type is
+# refused: every real sender sets one, and guessing is how a form post becomes an alert.
+_JSON_TYPE = re.compile(r"application/(?:[a-z0-9.+-]+\+)?json")
+_EXTRA_TYPES = {"cloudwatch_sns": frozenset({"text/plain"})}
+
+
+def _check_content_type(scope: Scope, source: str) -> None:
+    raw = _header(scope, b"content-type")
+    if raw is None:
+        raise HTTPError(415, "missing Content-Type (send application/json)", "Content-Type")
+    media = raw.split(";", 1)[0].strip().lower()
+    if _JSON_TYPE.fullmatch(media) or media in _EXTRA_TYPES.get(source, ()):
+        return
+    allowed = "application/json" + (" or text/plain" if source in _EXTRA_TYPES else "")
+    raise HTTPError(
+        415, f"unsupported Content-Type {media[:64]!r} (send {allowed})", "Content-Type"
+    )
+
+
+# Intake refusals about what was sent (and who sent it) leave an audit record and a log line.
+REFUSALS_AUDITED = frozenset({400, 401, 403, 408, 413, 415, 422})
+
+
+class RefusalRecorder:
+    """Audit and log intake refusals, bounded: a token bucket per source (`burst` records,
+    refilled at `rate` a second). Refusals beyond it are counted, and the next record the
+    bucket allows is preceded by one ``intake.refused.suppressed`` record with the count.
+    The append runs in a worker thread, never on the event loop."""
+
+    def __init__(self, dispatcher: Dispatcher, *, burst: int = 20, rate: float = 1.0):
+        self.d = dispatcher
+        self.burst = burst
+        self.rate = rate
+        self._buckets: dict[str, list[float]] = {}  # source -> [tokens, last refill]
+        self.suppressed: dict[str, int] = {}
+        self.recorded = 0
+
+    def _take(self, source: str, now: float) -> bool:
+        bucket = self._buckets.setdefault(source, [float(self.burst), now])
+        bucket[0] = min(float(self.burst), bucket[0] + (now - bucket[1]) * self.rate)
+        bucket[1] = now
+        if bucket[0] >= 1.0:
+            bucket[0] -= 1.0
+            return True
+        self.suppressed[source] = self.suppressed.get(source, 0) + 1
+        return False
+
+    async def refused(self, source: str, exc: HTTPError, seen: dict[str, Any]) -> None:
+        if not self._take(source, time.monotonic()):
+            return
+        suppressed = self.suppressed.pop(source, 0)
+        body = seen.get("body")
+        reason = str(exc.body.get("error", ""))[:300]
+        field = exc.body.get("field")
+        event = {
+            "target": source,
+            "outcome": str(exc.status),
+            "reasons": [reason],
+            "actor": {"user": seen.get("token") or f"source:{source}"},
+            "data": {
+                "source": source,
+                "status": exc.status,
+                "reason": reason,
+                "field": field,
+                "sha256": hashlib.sha256(body).hexdigest() if body is not None else None,
+                "bytes": len(body) if body is not None else None,
+                "identity": seen.get("token"),
+            },
+        }
+        log.warning(
+            "intake refused: %s %d %s",
+            source,
+            exc.status,
+            reason,
+            extra={
+                "source": source,
+                "status": exc.status,
+                "field": field,
+                "identity": event["data"]["identity"],
+            },
+        )
+        if suppressed:
+            log.warning("intake refused: %d more refusals from %s suppressed", suppressed, source)
+        await asyncio.to_thread(self._write, event, suppressed)
+        self.recorded += 1
+
+    def _write(self, event: dict[str, Any], suppressed: int) -> None:
+        source = event["target"]
+        if suppressed:
+            self.d._audit(
+                "intake.refused.suppressed",
+                target=source,
+                outcome="suppressed",
+                reasons=[f"{suppressed} more refusals suppressed"],
+                data={"source": source, "count": suppressed},
+            )
+        self.d._audit("intake.refused", **event)

@@ -15,7 +15,8 @@ tokens:
 sources:
   alertmanager: {auth: token}
   grafana: {auth: hmac, hmac_secret_file: secrets/grafana.key,
-            hmac_header: X-Grafana-Alerting-Signature}
+            hmac_header: X-Grafana-Alerting-Signature,
+            hmac_timestamp_header: X-Grafana-Alerting-Timestamp, hmac_tolerance_s: 300}
   cloudwatch_sns: {auth: token, confirm_subscriptions: false}
   generic: {auth: token, mapping: {name: check, status: state}}
 ```
@@ -23,6 +24,7 @@ sources:
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
@@ -42,6 +44,8 @@ from selfheal.dispatcher.secrets import RotatingSecret
 from selfheal.dispatcher.tracing import TracingSettings, tracing_settings_from_data
 from selfheal.errors import ConfigError
 
+log = logging.getLogger("selfheal.dispatcher.config")
+
 SCOPES = ("intake", "read", "operate", "approve", "admin")
 # Console roles (docs/console.md): the one place a role becomes API scopes.
 CONSOLE_ROLES: dict[str, frozenset[str]] = {
@@ -53,6 +57,9 @@ CONSOLE_ROLES: dict[str, frozenset[str]] = {
 AUTH_MODES = ("token", "hmac", "none")
 DEFAULT_LISTEN = "127.0.0.1:9095"
 DEFAULT_HMAC_HEADER = "X-Selfheal-Signature"
+DEFAULT_HMAC_TIMESTAMP_HEADER = "X-Selfheal-Timestamp"
+# Grafana's webhook contact point names its timestamp header so (hmacConfig.timestampHeader)
+HMAC_TIMESTAMP_HEADERS = {"grafana": "X-Grafana-Alerting-Timestamp"}
 
 
 @dataclass(frozen=True)
@@ -73,12 +80,22 @@ class SourceConfig:
     auth: str = "token"  # token | hmac | none
     hmac_secret: bytes | None = None
     hmac_header: str = DEFAULT_HMAC_HEADER
+    # signed string = "<unix seconds>:<body>" (Grafana's format); the timestamp must be within
+    # hmac_tolerance_s of now, and each signed delivery is accepted once (replays refused)
+    hmac_timestamp_header: str | None = None  # None: the source's default (see below)
+    hmac_tolerance_s: float = 300.0
+    hmac_require_timestamp: bool = True  # False: also accept body-only signatures (legacy)
     mapping: dict[str, Any] | None = None  # generic only
     confirm_subscriptions: bool = False  # cloudwatch_sns only
     verify_signatures: bool = True  # cloudwatch_sns only: SNS message signatures
     signing_cert_hosts: tuple[str, ...] = ()  # cloudwatch_sns only: () = sns.<region> hosts
     # hmac_secret_file: re-read on change, the rotated-out secret accepted during its overlap
     hmac_rotating: RotatingSecret | None = field(default=None, compare=False, repr=False)
+
+    def timestamp_header(self) -> str:
+        if self.hmac_timestamp_header:
+            return self.hmac_timestamp_header
+        return HMAC_TIMESTAMP_HEADERS.get(self.name, DEFAULT_HMAC_TIMESTAMP_HEADER)
 
     def hmac_secrets(self) -> tuple[bytes, ...]:
         if self.hmac_rotating is not None:
@@ -133,6 +150,8 @@ class DispatcherConfig:
     lease_s: float = 60.0
     poll_s: float = 0.5
     max_body: int = 1024 * 1024
+    header_timeout_s: float = 10.0  # a connection's request headers must arrive within this
+    body_timeout_s: float = 30.0  # and a request's body within this, once its headers did
     correlation_window_s: float = 600.0
     reevaluate_s: float = 10.0
     instance: str = field(default_factory=socket.gethostname)
@@ -147,6 +166,7 @@ class DispatcherConfig:
     runbooks: dict[str, RunbookBackend] = field(default_factory=dict)  # backend per runbook
     tracing: TracingSettings = field(default_factory=TracingSettings)
     base_dir: Path = field(default_factory=Path.cwd)
+    _warned: bool = field(default=False, repr=False, compare=False)
 
     def host_port(self) -> tuple[str, int]:
         host, sep, port = self.listen.rpartition(":")
@@ -190,6 +210,9 @@ class DispatcherConfig:
         self.host_port()
         if self.workers < 0:
             raise ConfigError("must be >= 0", "workers")
+        for name in ("header_timeout_s", "body_timeout_s"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ConfigError("must be > 0 and at most 3600 (seconds)", name)
         if not self.policy:
             raise ConfigError("a policy file is required (--policy)", "policy")
         if not self.inventory:
@@ -206,6 +229,23 @@ class DispatcherConfig:
                 )
             if src.auth == "hmac" and not src.hmac_secret:
                 raise ConfigError("auth hmac needs hmac_secret or hmac_secret_file", name)
+        if not self._warned:  # validated by the CLI and again by the Dispatcher: warn once
+            self._warned = True
+            warn_mixed_tokens(self.tokens)
+
+
+def warn_mixed_tokens(tokens: list[Token]) -> list[str]:
+    """Log a warning for each token holding both `intake` and `approve`: whoever holds it can
+    raise an alert and approve its remediation. Returns the names warned about."""
+    names = [t.name for t in tokens if {"intake", "approve"} <= t.scopes]
+    for name in names:
+        log.warning(
+            "token %r holds both the intake and the approve scope: one credential can raise"
+            " an alert and approve its remediation; give senders intake-only tokens",
+            name,
+            extra={"token": name},
+        )
+    return names
 
 
 def _secret_path(file: Any, base: Path) -> Path:
@@ -282,6 +322,9 @@ def _source(name: str, raw: Any, base: Path) -> SourceConfig:
         "hmac_secret",
         "hmac_secret_file",
         "hmac_header",
+        "hmac_timestamp_header",
+        "hmac_tolerance_s",
+        "hmac_require_timestamp",
         "mapping",
         "confirm_subscriptions",
         "verify_signatures",
@@ -307,7 +350,18 @@ def _source(name: str, raw: Any, base: Path) -> SourceConfig:
         auth=auth,
         hmac_secret=secret.encode() if secret else None,
         hmac_rotating=_rotating(raw.get("hmac_secret_file"), secret, base),
-        hmac_header=str(raw.get("hmac_header", DEFAULT_HMAC_HEADER)),
+        hmac_header=_header_name(
+            raw.get("hmac_header", DEFAULT_HMAC_HEADER), f"{where}.hmac_header"
+        ),
+        hmac_timestamp_header=(
+            _header_name(raw["hmac_timestamp_header"], f"{where}.hmac_timestamp_header")
+            if raw.get("hmac_timestamp_header") is not None
+            else None
+        ),
+        hmac_tolerance_s=_tolerance(raw.get("hmac_tolerance_s", 300), f"{where}.hmac_tolerance_s"),
+        hmac_require_timestamp=_flag(
+            raw.get("hmac_require_timestamp", True), f"{where}.hmac_require_timestamp"
+        ),
         mapping=mapping,
         confirm_subscriptions=bool(raw.get("confirm_subscriptions", False)),
         verify_signatures=bool(raw.get("verify_signatures", True)),
@@ -315,6 +369,27 @@ def _source(name: str, raw: Any, base: Path) -> SourceConfig:
             raw.get("signing_cert_hosts"), f"{where}.signing_cert_hosts"
         ),
     )
+
+
+_HEADER_NAME = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+def _header_name(raw: Any, where: str) -> str:
+    if not isinstance(raw, str) or not raw or not set(raw.lower()) <= _HEADER_NAME:
+        raise ConfigError("must be an HTTP header name", where)
+    return raw
+
+
+def _tolerance(raw: Any, where: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 1 <= raw <= 86400:
+        raise ConfigError("must be a number of seconds from 1 to 86400", where)
+    return float(raw)
+
+
+def _flag(raw: Any, where: str) -> bool:
+    if not isinstance(raw, bool):
+        raise ConfigError("must be true or false", where)
+    return raw
 
 
 def _cert_hosts(raw: Any, where: str) -> tuple[str, ...]:
@@ -340,6 +415,8 @@ _SIMPLE = {
     "lease_s": (int, float),
     "poll_s": (int, float),
     "max_body": int,
+    "header_timeout_s": (int, float),
+    "body_timeout_s": (int, float),
     "correlation_window_s": (int, float),
     "reevaluate_s": (int, float),
     "instance": str,

@@ -36,7 +36,9 @@ def openapi() -> dict[str, Any]:
                     "type": "apiKey",
                     "in": "header",
                     "name": "X-Selfheal-Signature",
-                    "description": "sha256=<hex HMAC-SHA256 of the body>; header name per source",
+                    "description": "[sha256=]<hex HMAC-SHA256 of '<timestamp>:<body>'>, the"
+                    " timestamp (Unix seconds) in the source's timestamp header (Grafana's"
+                    " X-Grafana-Alerting-Timestamp); header names per source",
                 },
             },
             "schemas": {
@@ -140,20 +142,27 @@ def openapi() -> dict[str, Any]:
                     ],
                     "requestBody": {
                         "required": True,
+                        "description": "application/json or application/*+json (cloudwatch_sns"
+                        " also text/plain, as SNS sends); any other or no Content-Type is 415",
                         "content": {"application/json": {"schema": {"type": "object"}}},
                     },
                     "responses": {
                         "202": _json(ref("Accepted"), "stored (or an SNS handshake recorded)"),
                         "200": _json({"type": "object"}, "SNS subscription confirmed"),
                         "400": _err("not JSON, or the body as a whole is wrong"),
-                        "401": _err("no or bad credentials"),
+                        "401": _err("no or bad credentials, or no signature timestamp"),
                         "403": _err(
-                            "bad signature (HMAC, or SNS Signature/SigningCertURL), or the"
-                            " token lacks the intake scope"
+                            "bad signature (HMAC, or SNS Signature/SigningCertURL), a signature"
+                            " timestamp outside the tolerance, a replayed signed delivery, or"
+                            " the token lacks the intake scope"
                         ),
                         "404": _err("unknown or disabled source"),
+                        "408": _err("the body did not arrive in time"),
                         "413": _err("body too large"),
-                        "422": _err("a field is wrong; `field` names it"),
+                        "415": _err("Content-Type missing or not JSON"),
+                        "422": _err(
+                            "a field is wrong (a timestamp out of range too); `field` names it"
+                        ),
                         "502": _err("the SNS signing certificate could not be fetched: retry"),
                         "503": _err("the store is unavailable: retry"),
                     },

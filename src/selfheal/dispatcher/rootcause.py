@@ -9,14 +9,15 @@ change nothing about what the dispatcher runs.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from selfheal.alerts import PayloadError, parse_json
 from selfheal.errors import SelfhealError
 from selfheal.store import ROOT_CAUSE_MODE
 
 MODE = ROOT_CAUSE_MODE
 MAX_CANDIDATES = 10
+MAX_BODY = 1024 * 1024
 _TEXT_LIMITS = {"service": 200, "operation": 300, "trace_id": 64, "reason": 500, "source": 100}
 
 
@@ -44,10 +45,10 @@ def _text(item: dict, key: str, where: str, required: bool = False) -> str | Non
 
 def parse_candidates(body: bytes) -> list[dict[str, Any]]:
     """``{"source": "traces", "candidates": [{"service": ..., ...}]}`` -> reasons to record."""
-    try:
-        data = json.loads(body or b"null")
-    except ValueError as exc:
-        raise CandidateError(f"not JSON ({exc})", "body") from None
+    try:  # the intake's strict reader: depth limit, no duplicate keys
+        data = parse_json(body or b"null", max_bytes=MAX_BODY)
+    except PayloadError as exc:
+        raise CandidateError(f"not JSON ({exc.args[0]})", "body") from None
     if not isinstance(data, dict):
         raise CandidateError("must be a JSON object", "body")
     unknown = set(data) - {"source", "candidates"}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -25,6 +27,14 @@ READ_TOKEN = "reader-token-0123456789"
 ALICE = "alice-token-0123456789ab"
 BOB = "bob-token-0123456789abcd"
 HMAC_SECRET = "grafana-hmac-secret"
+
+
+def hmac_headers(body: bytes, secret: str = HMAC_SECRET, at: int | None = None) -> dict:
+    """The headers a Grafana webhook with HMAC signing sends: HMAC-SHA256 (hex) over
+    "<timestamp>:<body>", and the timestamp (Unix seconds) in its own header."""
+    stamp = str(int(time.time()) if at is None else at)
+    mac = hmac.new(secret.encode(), stamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return {"X-Selfheal-Signature": "sha256=" + mac, "X-Grafana-Alerting-Timestamp": stamp}
 
 
 def pause_playbook(path: Path, seconds: int) -> Path:
@@ -218,7 +228,12 @@ class Client:
         return Response(out["status"], out["headers"], out.get("body", b""))
 
     def request(self, method, path, body=b"", headers=None, token=None):
+        """`headers` may map a name to None to leave it out (by default a body goes as
+        application/json, like every real sender's)."""
         headers = dict(headers or {})
+        if not any(k.lower() == "content-type" for k in headers) and method == "POST":
+            headers["content-type"] = "application/json"
+        headers = {k: v for k, v in headers.items() if v is not None}
         if token:
             headers["authorization"] = f"Bearer {token}"
         if isinstance(body, dict | list):

@@ -87,21 +87,12 @@ def test_serve_check(env, tmp_path, capsys) -> None:
 def test_sns_confirmation_when_enabled(make_dispatcher, monkeypatch) -> None:
     fetched = []
 
-    class _Reply:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def read(self, n=-1):
-            return b"<ConfirmSubscriptionResponse/>"
-
-    def fake_urlopen(url, timeout=None):
+    def fake_fetch(url, timeout, limit):  # the checked URL: its text, host, port and path
         fetched.append(url)
-        return _Reply()
+        assert (url.host, url.port) == ("sns.eu-west-1.amazonaws.com", 443)
+        return b"<ConfirmSubscriptionResponse/>"
 
-    monkeypatch.setattr(app_module.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(app_module, "fetch_https", fake_fetch)
     d, client = make_dispatcher(
         sources={"cloudwatch_sns": {"confirm_subscriptions": True, "verify_signatures": False}}
     )

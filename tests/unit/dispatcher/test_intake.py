@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from unit.dispatcher.helpers import HMAC_SECRET, READ_TOKEN, TOKEN, am_alert, am_body
+from unit.dispatcher.helpers import (
+    READ_TOKEN,
+    TOKEN,
+    am_alert,
+    am_body,
+    hmac_headers,
+)
 
 AM = am_body(am_alert({"alertname": "ServiceDown", "service": "app", "host": "localhost"}))
-
-
-def _sig(body: bytes) -> str:
-    return "sha256=" + hmac.new(HMAC_SECRET.encode(), body, hashlib.sha256).hexdigest()
 
 
 def _sns(alarm: dict) -> dict:
@@ -114,16 +114,16 @@ def test_each_token_source_is_accepted(make_dispatcher, source, body) -> None:
 def test_grafana_with_hmac_signature(make_dispatcher) -> None:
     _, client = make_dispatcher()
     body = json.dumps(GRAFANA).encode()
-    r = client.post("/alerts/grafana", body, headers={"X-Selfheal-Signature": _sig(body)})
+    r = client.post("/alerts/grafana", body, headers=hmac_headers(body))
     assert r.status == 202, r.body
     assert r.json()["results"][0]["fingerprint"] == "abc123"
 
 
 def test_bad_hmac_signature_is_403_and_missing_is_401(client) -> None:
     body = json.dumps(GRAFANA).encode()
-    r = client.post("/alerts/grafana", body, headers={"X-Selfheal-Signature": "sha256=00"})
+    r = client.post("/alerts/grafana", body, headers=hmac_headers(body, "not-the-secret"))
     assert r.status == 403
-    r = client.post("/alerts/grafana", body, headers={"X-Selfheal-Signature": _sig(body + b" ")})
+    r = client.post("/alerts/grafana", body, headers={**hmac_headers(body + b" ")})
     assert r.status == 403
     assert client.post("/alerts/grafana", body).status == 401
     # a bearer token is no substitute for the signature
