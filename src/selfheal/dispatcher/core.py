@@ -839,9 +839,24 @@ class Dispatcher:
                 self.metrics.runs.inc(outcome="canceled")
                 self._release(run, ok=None)
             self._deferred.pop(other.id, None)
-            self._approvals.discard(request_id_of(other.id))
+            self._withdraw_approval(other.id, f"folded into incident {root.id}")
             context = self._selection(other.id) or {}
             self._record(other, "folded", [_reason("correlated", message)], context)
+
+    def _withdraw_approval(self, incident_id: int, why: str) -> None:
+        """A folded incident is not remediated: its pending approval request is closed, so
+        a later vote cannot start a run for it."""
+        request_id = request_id_of(incident_id)
+        self._approvals.discard(request_id)
+        self._approved_waiting.discard(incident_id)
+
+        def withdraw(record: dict[str, Any] | None) -> dict[str, Any] | None:
+            if record is not None and record.get("status") == "pending":
+                record["status"] = "withdrawn"
+                record["closed_by"] = why
+            return record
+
+        self.state.update_approval(request_id, withdraw)
 
     def _correlate(self, incident: Incident, service: str | None) -> Incident | None:
         if not service or service not in self.policy.services:
@@ -1049,6 +1064,7 @@ class Dispatcher:
             incident is None
             or selection is None
             or incident.status != "open"
+            or incident.parent_id is not None  # folded meanwhile: its root is remediated
             or incident.quarantined_at is not None
         ):
             self._approved_waiting.discard(incident_id)

@@ -22,7 +22,7 @@ from selfheal.policy.state import State
 @dataclass(frozen=True)
 class ApprovalResult:
     request_id: str
-    status: str  # pending | approved | denied | manual | unknown
+    status: str  # pending | approved | denied | manual | withdrawn | unknown
     accepted: bool  # whether this call's vote counted
     votes: tuple[str, ...] = ()
     quorum: int = 1

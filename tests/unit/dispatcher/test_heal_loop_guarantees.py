@@ -355,3 +355,33 @@ def test_requests_from_signed_or_open_sources_name_the_source(make_dispatcher) -
     wait_for(lambda: _modes(d, r["incident_id"]) == ["approval"])
     record = d.state.load_approval(f"incident-{r['incident_id']}")
     assert record["requester"] in ("alertmanager", "source:alertmanager")
+
+
+def test_an_incident_folded_while_its_approval_is_pending_is_not_run_by_a_late_vote(
+    make_dispatcher,
+) -> None:
+    """Found by the pipeline model: the fold left the approval open, and a later approval
+    remediated the folded symptom."""
+    d, client = make_dispatcher()
+    data = yaml.safe_load(d.policy_path.read_text())
+    data["routes"].insert(
+        0,
+        {
+            "name": "app-risky",
+            "match": {"alertname": "AppRisky", "service": "app"},
+            "runbook": "risky",
+            "target_label": "host",
+        },
+    )
+    d.policy_path.write_text(yaml.safe_dump(data))
+    d.reload_policy()
+    [symptom] = _post(
+        client, am_alert({"alertname": "AppRisky", "service": "app", "host": "web-02"})
+    )
+    wait_for(lambda: _modes(d, symptom["incident_id"]) == ["approval"])
+    [root] = _post(client, am_alert({"alertname": "ServiceDown", "service": "db", "host": "db-01"}))
+    wait_for(lambda: d.store.get_incident(symptom["incident_id"]).parent_id == root["incident_id"])
+    rid = f"incident-{symptom['incident_id']}"
+    assert d.state.load_approval(rid)["status"] == "withdrawn"
+    assert client.post(f"/approvals/{rid}/approve", token=ALICE).status == 409
+    assert d.store.list_runs(incident_id=symptom["incident_id"]) == []
