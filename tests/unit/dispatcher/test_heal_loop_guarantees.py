@@ -380,7 +380,8 @@ def test_an_incident_folded_while_its_approval_is_pending_is_not_run_by_a_late_v
     )
     wait_for(lambda: _modes(d, symptom["incident_id"]) == ["approval"])
     [root] = _post(client, am_alert({"alertname": "ServiceDown", "service": "db", "host": "db-01"}))
-    wait_for(lambda: d.store.get_incident(symptom["incident_id"]).parent_id == root["incident_id"])
+    wait_for(lambda: _modes(d, symptom["incident_id"]) == ["approval", "folded"])
+    assert d.store.get_incident(symptom["incident_id"]).parent_id == root["incident_id"]
     rid = f"incident-{symptom['incident_id']}"
     assert d.state.load_approval(rid)["status"] == "withdrawn"
     assert client.post(f"/approvals/{rid}/approve", token=ALICE).status == 409
