@@ -49,6 +49,7 @@ KINDS = ("latency", "error_rate", "throughput", "generic")
 # Which way a deviation is harmful, by kind of KPI (a throughput drop or surge both matter).
 KIND_DIRECTION = {"latency": "up", "error_rate": "up", "throughput": "both", "generic": "both"}
 STATE_VERSION = 1
+_R_CAP = 1e6  # the largest view counted: scores stay below 1 in floating point
 
 # (name, default, meaning): one configuration serves every series, nothing is fitted per series.
 PARAMETERS = (
@@ -311,6 +312,8 @@ class KpiDetector(object):
                 if rd > r:
                     r = rd
                     drifted = True
+            if not r < _R_CAP:  # also NaN, from values near the float range's ends
+                r = _R_CAP
             if r > 0.0:
                 score = r / (1.0 + r)
             if self.hold_left > 0 and score <= self.hold_score * cfg.escalate:
