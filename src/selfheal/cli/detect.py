@@ -37,7 +37,7 @@ def register(subparsers) -> None:
         description="Score every point of a KPI series against the baseline learned from the "
         "points before it (seasonality, level shifts), and report the anomalies with a reason.",
         epilog="Exit codes: 0 no anomaly, 1 anomalies found, 2 usage or input error, "
-        "3 Prometheus, Alertmanager or the state file unreachable.",
+        "3 Prometheus, Alertmanager, the dispatcher or the state file unreachable.",
     )
     parser.add_argument("csv", nargs="?", metavar="CSV", help="timestamp,value file ('-': stdin)")
     source = parser.add_argument_group("Prometheus source (instead of a CSV)")

@@ -235,3 +235,20 @@ def test_one_implementation_for_the_controller_and_the_module() -> None:
         b = theirs.step(T0 + i * STEP, v)
         assert (a.score, a.reason) == (b["score"], b["reason"])
     assert ours.to_state() == theirs.to_state()
+
+
+def test_an_installed_package_loads_the_installed_collections_detector(tmp_path) -> None:
+    """Installed from the wheel, the package finds the collection it ships beside it."""
+    site = tmp_path / "site-packages"
+    package = site / "selfheal" / "baseline"
+    utils = site / "ansible_collections" / "selfheal" / "core" / "plugins" / "module_utils"
+    package.mkdir(parents=True)
+    utils.mkdir(parents=True)
+    (package / "detector.py").write_bytes((REPO / "src/selfheal/baseline/detector.py").read_bytes())
+    spec = importlib.util.spec_from_file_location("installed_detector", package / "detector.py")
+    installed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(installed)
+    with pytest.raises(ImportError):
+        installed._source()  # nothing beside it yet
+    (utils / "kpi_detector.py").write_text("# the collection's detector\n")
+    assert installed._source() == utils / "kpi_detector.py"
