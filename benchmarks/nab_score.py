@@ -10,11 +10,13 @@ held-out category is scored at it. The table gives each category's held-out scor
 their mean (categories with no anomaly window have no normalised score: their raw score,
 which is minus the cost of their false positives, is shown instead), and the pooled
 held-out score: every category scored at its own fold's threshold, normalised over the
-whole corpus, the held-out counterpart of NAB's corpus score.
+whole corpus, the held-out counterpart of NAB's corpus score. With ``--choose`` each fold
+also chooses the configuration among the candidates, again without its category.
 
 In sample (NAB's own procedure, for comparison only): one threshold chosen on every file.
 
-    python benchmarks/nab_score.py [--data DIR] [--set key=value ...] [--per-file]
+    python benchmarks/nab_score.py [--data DIR] [--set KEY=VALUE ...] [--choose KEY=V1,V2 ...]
+                                   [--per-file]
 """
 
 from __future__ import annotations
