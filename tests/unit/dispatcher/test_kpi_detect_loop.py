@@ -12,7 +12,16 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import uvicorn
-from unit.dispatcher.helpers import READ_TOKEN, TOKEN, free_port, wait_for
+import yaml
+from unit.dispatcher.helpers import (
+    READ_TOKEN,
+    TOKEN,
+    am_alert,
+    am_body,
+    free_port,
+    policy_data,
+    wait_for,
+)
 
 from selfheal.cli import main
 from selfheal.dispatcher import build_app
@@ -162,3 +171,19 @@ def test_watch_posts_a_kpi_anomaly_that_opens_an_incident(
     assert float(evidence["value"]) == 1.5 and float(evidence["expected"]) == 0.2
     assert float(evidence["score"]) >= float(evidence["threshold"]) == 0.1
     assert evidence["reason"].startswith("p99 latency 7.5\u00d7 its recent level")
+
+
+def test_healing_cost_is_a_series_to_watch(make_dispatcher, env) -> None:
+    """Each healing run started adds its runbook's cost to selfheal_healing_cost_total, a
+    stream `selfheal detect --watch` can baseline like any KPI."""
+    policy = policy_data(str(env["tmp"] / "heal.yml"))
+    policy["runbooks"]["heal"]["cost"] = 2.5
+    (env["tmp"] / "policy.yml").write_text(yaml.safe_dump(policy))
+    d, client = make_dispatcher()
+    for host in ("web-01", "web-02"):
+        labels = {"alertname": "ServiceDown", "service": "app", "host": host}
+        answer = client.post("/alerts/alertmanager", am_body(am_alert(labels)), token=TOKEN)
+        assert answer.status == 202
+    wait_for(lambda: len(d.store.list_runs()) == 2)
+    text = client.get("/metrics").body.decode()
+    assert 'selfheal_healing_cost_total{runbook="heal"} 5' in text
