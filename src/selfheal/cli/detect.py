@@ -2,9 +2,13 @@
 
 The series comes from a CSV file (``timestamp,value``; ``-`` reads stdin) or a Prometheus
 range query. With ``--state`` the baseline carries over from run to run; with
-``--alertmanager`` the latest anomaly of each series is posted as a ``KPIAnomaly`` alert.
+``--alertmanager`` (Alertmanager's API) or ``--dispatcher`` (the dispatcher's
+``alertmanager`` intake, with a bearer token) the latest anomaly of each series is posted as
+a ``KPIAnomaly`` alert carrying its evidence. With ``--watch SECONDS`` it keeps polling
+Prometheus: each round scores the points that arrived since the last one learned, saves the
+state and posts the new anomalies, so a KPI anomaly opens an incident like any alert.
 Exit codes: 0 no anomaly, 1 anomalies found, 2 bad arguments or input, 3 Prometheus,
-Alertmanager or the state file could not be reached.
+Alertmanager, the dispatcher or the state file could not be reached.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from selfheal.baseline.alerts import build_alert, post_alerts
+from selfheal.baseline.alerts import build_alert, post_alerts, post_to_dispatcher
 from selfheal.baseline.detector import KIND_DIRECTION, KINDS, DetectorConfig, KpiDetector
 from selfheal.baseline.series import SeriesError, iter_csv, parse_time, prometheus_range, read_csv
 
@@ -33,7 +37,7 @@ def register(subparsers) -> None:
         description="Score every point of a KPI series against the baseline learned from the "
         "points before it (seasonality, level shifts), and report the anomalies with a reason.",
         epilog="Exit codes: 0 no anomaly, 1 anomalies found, 2 usage or input error, "
-        "3 Prometheus, Alertmanager or the state file unreachable.",
+        "3 Prometheus, Alertmanager, the dispatcher or the state file unreachable.",
     )
     parser.add_argument("csv", nargs="?", metavar="CSV", help="timestamp,value file ('-': stdin)")
     source = parser.add_argument_group("Prometheus source (instead of a CSV)")
@@ -55,8 +59,23 @@ def register(subparsers) -> None:
     parser.add_argument("--state", metavar="FILE", help="baseline state to resume and save")
     parser.add_argument("--alertmanager", metavar="URL", help="post anomalies to Alertmanager")
     parser.add_argument(
+        "--dispatcher", metavar="URL", help="post anomalies to the dispatcher's intake"
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="bearer token (intake scope) for --dispatcher (default: $SELFHEAL_TOKEN)",
+    )
+    parser.add_argument(
         "--alert-ttl", type=float, default=60.0, metavar="MINUTES", help="alert lifetime"
     )
+    parser.add_argument(
+        "--watch",
+        type=float,
+        metavar="SECONDS",
+        help="keep polling Prometheus every SECONDS (start: --start, else 7 days ago)",
+    )
+    parser.add_argument("--rounds", type=int, metavar="N", help="with --watch: stop after N rounds")
     parser.add_argument(
         "--format", choices=("table", "json", "jsonl"), default="table", help="output format"
     )
@@ -132,18 +151,26 @@ def _print_table(rows: list[dict]) -> None:
         print(f"{stamp}  {row['series']:<24} {row['score']:.3f}  {flag:<7}  {row['reason']}")
 
 
-def run(args) -> int:
-    config = _config(args)
-    try:
-        series = _load_series(args)
-    except OSError as exc:
-        print(f"selfheal detect: cannot query Prometheus: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    try:
-        states = _load_state(args.state)
-    except OSError as exc:
-        print(f"selfheal detect: cannot read state: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+LOOKBACK_S = 7 * 86400  # --watch without --start: the history a first round learns from
+
+
+def _token(args) -> str:
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except OSError as exc:
+            raise SeriesError(f"cannot read --token-file: {exc.strerror or exc}") from None
+    else:
+        token = os.environ.get("SELFHEAL_TOKEN", "").strip()
+    if not token:
+        raise SeriesError("--dispatcher needs a token: --token-file or SELFHEAL_TOKEN")
+    return token
+
+
+def _score(args, config: DetectorConfig, series: dict, states: dict):
+    """Score the points not yet learned: (rows to print, latest anomaly per series, count,
+    new states)."""
     out: list[dict] = []
     latest: dict[str, dict] = {}
     new_states = dict(states)
@@ -169,6 +196,10 @@ def run(args) -> int:
             if found.anomalous or args.all:
                 out.append({"series": key, **found.as_dict()})
         new_states[key] = detector.to_state()
+    return out, latest, anomalies, new_states
+
+
+def _report(args, out: list[dict], anomalies: int, n_series: int) -> None:
     if args.format == "json":
         print(json.dumps({"anomalies": anomalies, "points": out}, indent=2))
     elif args.format == "jsonl":
@@ -176,23 +207,119 @@ def run(args) -> int:
             print(json.dumps(row))
     else:
         _print_table(out)
-        print(f"{anomalies} anomal{'y' if anomalies == 1 else 'ies'} in {len(series)} series")
+        print(f"{anomalies} anomal{'y' if anomalies == 1 else 'ies'} in {n_series} series")
+
+
+def _alerts(args, config: DetectorConfig, latest: dict) -> list[dict]:
+    ttl = timedelta(minutes=args.alert_ttl)
+    return [
+        build_alert(
+            item["detection"], item["kpi"], item["labels"], ttl, threshold=config.alarm, series=key
+        )
+        for key, item in latest.items()
+    ]
+
+
+def _post(args, alerts: list[dict], token: str | None) -> bool:
+    """Post to every destination given; False (and a message) when one could not be reached."""
+    ok = True
+    if args.alertmanager:
+        try:
+            post_alerts(args.alertmanager, alerts)
+            print(f"posted {len(alerts)} alert(s) to Alertmanager", file=sys.stderr)
+        except OSError as exc:
+            print(f"selfheal detect: cannot post to Alertmanager: {exc}", file=sys.stderr)
+            ok = False
+    if args.dispatcher:
+        try:
+            answer = post_to_dispatcher(args.dispatcher, alerts, token or "")
+            print(
+                f"posted {len(alerts)} alert(s) to the dispatcher "
+                f"({answer.get('accepted', 0)} accepted)",
+                file=sys.stderr,
+            )
+        except OSError as exc:
+            print(f"selfheal detect: cannot post to the dispatcher: {exc}", file=sys.stderr)
+            ok = False
+    return ok
+
+
+def run(args) -> int:
+    config = _config(args)
+    token = _token(args) if args.dispatcher else None
+    if args.watch is not None:
+        return _watch(args, config, token)
+    try:
+        series = _load_series(args)
+    except OSError as exc:
+        print(f"selfheal detect: cannot query Prometheus: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        states = _load_state(args.state)
+    except OSError as exc:
+        print(f"selfheal detect: cannot read state: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    out, latest, anomalies, new_states = _score(args, config, series, states)
+    _report(args, out, anomalies, len(series))
     if args.state:
         try:
             _save_state(args.state, new_states)
         except OSError as exc:
             print(f"selfheal detect: cannot write state: {exc}", file=sys.stderr)
             return EXIT_FAILURE
-    if args.alertmanager and latest:
-        ttl = timedelta(minutes=args.alert_ttl)
-        alerts = [
-            build_alert(item["detection"], item["kpi"], item["labels"], ttl)
-            for item in latest.values()
-        ]
-        try:
-            post_alerts(args.alertmanager, alerts)
-        except OSError as exc:
-            print(f"selfheal detect: cannot post to Alertmanager: {exc}", file=sys.stderr)
-            return EXIT_FAILURE
-        print(f"posted {len(alerts)} alert(s) to Alertmanager", file=sys.stderr)
+    if latest and not _post(args, _alerts(args, config, latest), token):
+        return EXIT_FAILURE
     return EXIT_ANOMALY if anomalies else EXIT_OK
+
+
+def _watch(args, config: DetectorConfig, token: str | None) -> int:
+    """Poll Prometheus every ``--watch`` seconds; each round learns the new points, saves the
+    state and posts the new anomalies (kept and retried next round when a post fails).
+    Prometheus being down skips a round; it does not end the watch."""
+    if not args.prometheus or not args.query or args.csv:
+        raise SeriesError("--watch needs --prometheus and --query (not a CSV)")
+    if args.end:
+        raise SeriesError("--watch runs up to the present: no --end")
+    if args.watch <= 0:
+        raise SeriesError("--watch must be a positive number of seconds")
+    try:
+        states = _load_state(args.state)
+    except OSError as exc:
+        print(f"selfheal detect: cannot read state: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    start = parse_time(args.start) if args.start else time.time() - LOOKBACK_S
+    total = 0
+    pending: list[dict] = []
+    rounds = 0
+    try:
+        while True:
+            rounds += 1
+            learned = [s.get("last_t") for s in states.values() if s.get("last_t") is not None]
+            since = min(learned) if learned and len(learned) == len(states) else start
+            since = max(since, time.time() - LOOKBACK_S)  # a series gone quiet: not forever
+            now = time.time()
+            try:
+                series = prometheus_range(args.prometheus, args.query, since, now, args.step)
+            except OSError as exc:
+                print(f"selfheal detect: cannot query Prometheus: {exc}", file=sys.stderr)
+                series = None
+            if series is not None:
+                out, latest, anomalies, states = _score(args, config, series, states)
+                total += anomalies
+                if out or args.format == "table":
+                    _report(args, out, anomalies, len(series))
+                if args.state:
+                    try:
+                        _save_state(args.state, states)
+                    except OSError as exc:
+                        print(f"selfheal detect: cannot write state: {exc}", file=sys.stderr)
+                        return EXIT_FAILURE
+                pending = (pending + _alerts(args, config, latest))[-100:]
+            if pending and _post(args, pending, token):
+                pending = []
+            if args.rounds is not None and rounds >= args.rounds:
+                break
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        pass
+    return EXIT_ANOMALY if total else EXIT_OK

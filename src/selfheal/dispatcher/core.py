@@ -771,6 +771,7 @@ class Dispatcher:
         if not begin_run(self.state, decision, now):  # another dispatcher took the slot
             self._defer(incident, reasons, context, reevaluation)
             return "deferred"
+        self.metrics.heal_cost.inc(decision.cost, runbook=runbook.name)
         self._deferred.pop(incident.id, None)
         run = self.store.enqueue_run(incident.id, runbook.name, decision.target)  # type: ignore[arg-type]
         self._wake()
@@ -1103,6 +1104,7 @@ class Dispatcher:
             self._approved_waiting.add(incident_id)
             self._deferred[incident_id] = time.monotonic() + self.config.reevaluate_s
             return
+        self.metrics.heal_cost.inc(decision.cost, runbook=decision.runbook)
         run = self.store.enqueue_run(incident.id, decision.runbook, decision.target)  # type: ignore[arg-type]
         self._wake()
         self._record(incident, "approved", reasons, {**context, "run_id": run.id})

@@ -140,6 +140,11 @@ class Metrics:
         self.escalations = Counter(
             "selfheal_escalations_total", "Escalations to people, by why.", ["why"]
         )
+        self.heal_cost = Counter(
+            "selfheal_healing_cost_total",
+            "Cost of the healing runs started (their runbook's cost), by runbook.",
+            ["runbook"],
+        )
         self.pager = Counter(
             "selfheal_pager_events_total",
             "Pager outbox delivery attempts, by target and outcome (delivered, retried, dead).",
@@ -181,6 +186,7 @@ class Metrics:
             self.decisions,
             self.runs,
             self.escalations,
+            self.heal_cost,
             self.pager,
             self.mttd,
             self.mttr,

@@ -183,3 +183,25 @@ def test_prometheus_error_answer_is_an_input_error(server, capsys) -> None:
     args = ["detect", "--prometheus", url_of(server), "--query", "up(", "--start", "0"]
     assert main(args) == 2
     assert "parse error" in capsys.readouterr().err
+
+
+def test_watch_and_dispatcher_usage_errors(tmp_path, monkeypatch, capsys) -> None:
+    path = tmp_path / "kpi.csv"
+    write_series(path)
+    monkeypatch.delenv("SELFHEAL_TOKEN", raising=False)
+    assert main(["detect", str(path), "--dispatcher", "http://127.0.0.1:9"]) == 2
+    assert "needs a token" in capsys.readouterr().err
+    monkeypatch.setenv("SELFHEAL_TOKEN", "t")
+    assert main(["detect", str(path), "--watch", "1"]) == 2
+    assert "--watch needs --prometheus" in capsys.readouterr().err
+
+
+def test_unreachable_dispatcher_is_a_failure(tmp_path, monkeypatch, capsys) -> None:
+    path = tmp_path / "kpi.csv"
+    write_series(path)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends: nothing listens there
+    monkeypatch.setenv("SELFHEAL_TOKEN", "t")
+    assert main(["detect", str(path), "--dispatcher", f"http://127.0.0.1:{port}"]) == 3
+    assert "cannot post to the dispatcher" in capsys.readouterr().err

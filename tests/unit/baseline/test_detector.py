@@ -94,7 +94,7 @@ def test_weekly_context_names_the_weekday() -> None:
     found = det.step(t, 3.1 * pattern[how])
     assert found.context == "usual Tuesday 14:00 level"
     assert found.reason.startswith("p99 latency 3.1\u00d7 its usual Tuesday 14:00 level")
-    assert "4-day high" in found.reason
+    assert "8-day high" in found.reason
     assert found.anomalous
 
 
@@ -213,9 +213,18 @@ def test_state_without_a_drift_record_still_loads() -> None:
     assert resumed.n == det.n
 
 
-def test_the_target_copy_explains_a_drift_the_same_way() -> None:
-    path = REPO / "plugins" / "module_utils" / "kpi_detector.py"
-    spec = importlib.util.spec_from_file_location("target_kpi_detector", path)
+def test_one_implementation_for_the_controller_and_the_module() -> None:
+    """The controller runs the collection's module_utils file itself, not a copy of it."""
+    from selfheal.baseline import detector
+
+    source = REPO / "plugins" / "module_utils" / "kpi_detector.py"
+    assert detector.SOURCE.resolve() == source.resolve()
+    assert KpiDetector.__module__ == "selfheal.baseline._kpi_detector"
+    # No second copy of the algorithm anywhere in the package.
+    for path in (REPO / "src" / "selfheal").rglob("*.py"):
+        text = path.read_text()
+        assert "def update(self, t, x" not in text and "class KpiDetector" not in text, path
+    spec = importlib.util.spec_from_file_location("target_kpi_detector", source)
     target = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(target)
     ours = KpiDetector(DetectorConfig(alarm=0.05), name="cpu")
@@ -226,3 +235,20 @@ def test_the_target_copy_explains_a_drift_the_same_way() -> None:
         b = theirs.step(T0 + i * STEP, v)
         assert (a.score, a.reason) == (b["score"], b["reason"])
     assert ours.to_state() == theirs.to_state()
+
+
+def test_an_installed_package_loads_the_installed_collections_detector(tmp_path) -> None:
+    """Installed from the wheel, the package finds the collection it ships beside it."""
+    site = tmp_path / "site-packages"
+    package = site / "selfheal" / "baseline"
+    utils = site / "ansible_collections" / "selfheal" / "core" / "plugins" / "module_utils"
+    package.mkdir(parents=True)
+    utils.mkdir(parents=True)
+    (package / "detector.py").write_bytes((REPO / "src/selfheal/baseline/detector.py").read_bytes())
+    spec = importlib.util.spec_from_file_location("installed_detector", package / "detector.py")
+    installed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(installed)
+    with pytest.raises(ImportError):
+        installed._source()  # nothing beside it yet
+    (utils / "kpi_detector.py").write_text("# the collection's detector\n")
+    assert installed._source() == utils / "kpi_detector.py"
