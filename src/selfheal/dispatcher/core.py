@@ -938,7 +938,7 @@ class Dispatcher:
         host: wait until the attempt's lease ran out plus `fence.TAKEOVER_GRACE_S`; that
         host's guard has killed the attempt by then (or the attempt is gone with its host)."""
         process = run.process
-        if not process or not process.get("private_data_dir"):
+        if not process:
             return True  # nothing was spawned: the record comes first, and it is fenced
         why = f"run {run.id} attempt {run.attempts} taken over by {self.config.instance}"
         verdict = fence.stop_attempt(process, why)
