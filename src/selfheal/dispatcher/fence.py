@@ -50,7 +50,7 @@ KILL_GRACE_S = 2.0  # SIGTERM, then SIGKILL after this long
 # what a taker on another host adds to the lease's end before it retries: the guard's poll
 # and kill grace, plus a margin for the hosts' clocks
 TAKEOVER_GRACE_S = 5.0
-EXITED_FILE = "exited"  # written by the guard when ansible-playbook ended on its own
+EXITED_PREFIX = "exited-"  # exited-<pid>: that guard's ansible-playbook ended on its own
 ATTEMPT_ENV = "SELFHEAL_ATTEMPT"  # the attempt's token, inherited by all its processes
 EXIT_FENCED = 75  # the guard refused to start, or killed its attempt (EX_TEMPFAIL)
 
@@ -278,11 +278,14 @@ def stop_attempt(process: dict[str, Any], why: str, grace_s: float = KILL_GRACE_
         fence_dir = Path(private) / FENCE_DIR
         revoke(fence_dir, why)  # before reading the identities (see the module docstring)
         known += identities(fence_dir)
-    exited = bool(private) and (Path(private) / FENCE_DIR / EXITED_FILE).exists()
     alive = False
     for ident in known:
         if ident.get("boot_id") != here["boot_id"]:
             continue
+        exited = (
+            bool(private)
+            and (Path(private) / FENCE_DIR / f"{EXITED_PREFIX}{ident.get('pid')}").exists()
+        )
         if exited:
             # the playbook had ended on its own: what it left running (a service it
             # started) is its effect, not an attempt; only the guard's exit is awaited
@@ -372,7 +375,7 @@ class _Guard:
                     return self.kill_group(why)
                 continue
             with contextlib.suppress(OSError):
-                _write_atomic(self.fence_dir / EXITED_FILE, f"{rc}\n")
+                _write_atomic(self.fence_dir / f"{EXITED_PREFIX}{pid}", f"{rc}\n")
             return rc if rc >= 0 else 128 - rc
 
 

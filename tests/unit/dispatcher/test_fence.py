@@ -99,7 +99,8 @@ def test_guard_runs_the_command_under_a_live_lease(tmp_path: Path) -> None:
     private = fence.prepare(tmp_path, "run-1-1-", time.time() + 600)
     guard = _guard(private / fence.FENCE_DIR, [sys.executable, "-c", "raise SystemExit(3)"], "t")
     assert guard.wait(60) == 3
-    assert (private / fence.FENCE_DIR / fence.EXITED_FILE).read_text().strip() == "3"
+    exited = private / fence.FENCE_DIR / f"{fence.EXITED_PREFIX}{guard.pid}"
+    assert exited.read_text().strip() == "3"
 
 
 def test_guard_kills_the_whole_attempt_when_its_lease_is_not_renewed(tmp_path: Path) -> None:
