@@ -272,12 +272,18 @@ def stop_attempt(process: dict[str, Any], why: str, grace_s: float = KILL_GRACE_
         return "elsewhere"
     if process.get("boot_id") != here["boot_id"]:
         return "stopped"  # this host booted since: nothing of that attempt runs
-    known = [process] if isinstance(process.get("pgid"), int) else []
     private = process.get("private_data_dir")
+    known: list[dict[str, Any]] = []
     if private:
         fence_dir = Path(private) / FENCE_DIR
         revoke(fence_dir, why)  # before reading the identities (see the module docstring)
-        known += identities(fence_dir)
+        known = identities(fence_dir)
+    if isinstance(process.get("pgid"), int) and process.get("pid") not in {
+        i.get("pid") for i in known
+    }:
+        known.append(process)  # the guard's identity as the store recorded it
+    if not known and process.get("token"):
+        known = [{**process, "pid": None}]  # no guard identity (its files are gone): the token
     alive = False
     for ident in known:
         if ident.get("boot_id") != here["boot_id"]:

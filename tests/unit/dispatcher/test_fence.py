@@ -198,3 +198,40 @@ def test_recovery_waits_out_an_attempt_on_another_host(
     assert d2.store.list_runs(status="queued") == []  # not retried while it may still run
     monkeypatch.setattr(fence, "TAKEOVER_GRACE_S", 0.0)
     wait_for(lambda: d2.store.list_runs(status="queued"), timeout=30)  # the next tick
+
+
+def test_sweep_kills_what_left_a_canceled_attempts_group(tmp_path: Path) -> None:
+    """ansible-runner's cancel kills the guard's group; Ansible's workers left it."""
+    out = tmp_path / "pids"
+    leader = subprocess.Popen(
+        [sys.executable, "-c", FORKER, str(out)],
+        env={**os.environ, fence.ATTEMPT_ENV: "tok-sweep"},
+        start_new_session=True,
+    )
+    try:
+        wait_for(out.exists, timeout=30)
+        worker, task = _children(out)
+        os.killpg(leader.pid, signal.SIGKILL)  # what ansible-runner's cancel does
+        leader.wait(10)
+        assert _running(worker) and _running(task)
+        assert fence.sweep("tok-sweep")
+        assert not _running(worker) and not _running(task)
+    finally:
+        _cleanup(None, [leader.pid, *_children(out)])
+
+
+def test_an_attempt_that_is_no_longer_current_spawns_nothing(make_dispatcher, env) -> None:
+    d, client = make_dispatcher(workers=0)
+    labels = {"alertname": "ServiceDown", "service": "app", "host": "web-01"}
+    client.post("/alerts/alertmanager", am_body(am_alert(labels)), token=TOKEN)
+    wait_for(lambda: d.store.list_runs(status="queued"))
+    run = d.store.claim_next_run("test/w0", 600)
+    assert run is not None
+    d.store.recover_interrupted(worker_id="test/w0")  # taken over before the spawn
+    d._execute(run, "test/w0")
+    [private] = (env["tmp"] / "state/runs").glob(f"run-{run.id}-1-*")
+    assert fence.revoked(private / fence.FENCE_DIR)
+    assert fence.identities(private / fence.FENCE_DIR) == []  # no guard ever started
+    assert not env["marker"].exists()
+    after = d.store.get_run(run.id)
+    assert after is not None and after.attempts == 1 and after.status != "failed"
