@@ -40,7 +40,7 @@ def main() -> int:
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
     rng = random.Random(seed)
     root = Path(tempfile.mkdtemp(prefix="selfheal-crash-soak-"))
-    lab = make_lab(root, ticks=rng.randint(2, 5), window=0.2, lease_s=10, workers=2)
+    lab = make_lab(root, ticks=2, spread=30, window=0.2, lease_s=10, workers=2)
     outcomes: list[dict] = []
     found: list[str] = []
     began = time.monotonic()

@@ -24,6 +24,7 @@ import contextlib
 import os
 import random
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -66,16 +67,34 @@ class Lab:
         return sqlite3.connect(f"file:{self.root / 'state/selfheal.db'}?mode=ro", uri=True)
 
 
+def stable_port() -> int:
+    """A free port below the ephemeral range: the dispatcher restarts many times on it, and a
+    client's ephemeral port (even a connection to itself while the server is down) must
+    never take it meanwhile."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
 def make_lab(
     root: Path,
     *,
     ticks: int = 10,
+    spread: int = 1,
     window: float = 0.2,
     lease_s: float = 10,
     workers: int = 2,
     max_attempts: int = 20,
 ) -> Lab:
-    port = free_port()
+    port = stable_port()
     instance = f"crash-{os.getpid()}-{random.randrange(1 << 30):x}"
     inventory = {
         "all": {
@@ -83,6 +102,7 @@ def make_lab(
                 "heal_log": str(root / "heal.log"),
                 "heal_effects": str(root / "effects"),
                 "heal_ticks": ticks,
+                "heal_spread": spread,
                 "heal_window": window,
             },
             "hosts": INVENTORY["all"]["hosts"],

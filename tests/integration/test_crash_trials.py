@@ -25,7 +25,7 @@ def test_kill9_trials(tmp_path: Path) -> None:
     seed = int(os.environ.get("SELFHEAL_CRASH_SEED", str(random.randrange(1 << 32))))
     print(f"crash trials: {trials}, seed {seed} (SELFHEAL_CRASH_SEED={seed} replays them)")
     rng = random.Random(seed)
-    lab = make_lab(tmp_path, ticks=rng.randint(2, 5), window=0.2, lease_s=10, workers=2)
+    lab = make_lab(tmp_path, ticks=2, spread=30, window=0.2, lease_s=10, workers=2)
     outcomes = []
     problems: list[str] = []
     try:
@@ -44,4 +44,5 @@ def test_kill9_trials(tmp_path: Path) -> None:
     assert problems == [], f"seed {seed}: {problems}"
     assert left == [], f"seed {seed}: processes of the runs outlived the test: {left}"
     assert len(outcomes) == trials
-    assert {o["phase"] for o in outcomes} >= {"run"} or trials < 8
+    phases = {o["phase"] for o in outcomes}
+    assert trials < 8 or phases & {"run", "recovery"}, "no trial killed a run"
