@@ -913,6 +913,10 @@ class Dispatcher:
                     self._fencing[run.id] = run
         for run_id in sorted(self._fencing):
             run = self._fencing[run_id]
+            current = self.store.get_run(run_id)
+            if current is None or current.status != "interrupted":
+                del self._fencing[run_id]  # another dispatcher took care of it
+                continue
             if not self._fenced(run):
                 continue
             del self._fencing[run_id]
@@ -920,7 +924,11 @@ class Dispatcher:
             if incident is not None and incident.status == "resolved":
                 continue
             if run.attempts < self.config.retry.max_attempts:
-                self.store.retry_run(run.id)
+                try:
+                    self.store.retry_run(run.id)
+                except StoreError as exc:  # retried by another dispatcher meanwhile
+                    log.info("interrupted run not retried", extra={"error": str(exc)})
+                    continue
                 log.info("retrying interrupted run", extra={"run_id": run.id})
             else:
                 self._release(run, ok=False)
