@@ -18,13 +18,13 @@ Two sides keep the fence (docs/dispatcher.md, "Run fencing"):
   they and the task processes they start leave the group, but they keep the environment.
 * the **taking side** (a restarted dispatcher, or a replica whose recovery took the run
   over): before it retries an interrupted run it revokes the attempt, then stops every
-  guard of the attempt on this host and waits until no process of their groups is left;
-  for an attempt on another host it waits until the lease ran out plus `TAKEOVER_GRACE_S`,
-  by which time that host's guard has killed it.
+  process of the attempt on this host and waits until none is left; for an attempt on
+  another host it waits until the lease ran out plus `TAKEOVER_GRACE_S`, by which time that
+  host's guard has killed it.
 
 The guard writes its identity *before* it reads the revocation; the taker writes the
 revocation *before* it reads the identities. So either the taker finds the guard (and stops
-its group) or the guard finds the revocation (and never starts the playbook).
+its attempt) or the guard finds the revocation (and never starts the playbook).
 """
 
 from __future__ import annotations
