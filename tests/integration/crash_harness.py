@@ -320,15 +320,17 @@ def lab_processes(instance: str) -> list[int]:
     return found
 
 
-def reap(lab: Lab) -> list[int]:
+def reap(lab: Lab, *others: str) -> list[int]:
     """Kill the server's process group and every process of its runs (the groups the runs
-    made, which the server's group does not hold). Returns what was still running."""
-    left = lab_processes(lab.instance)
+    made, which the server's group does not hold), and of the `others` instances' runs.
+    Returns what was still running."""
+    instances = (lab.instance, *others)
+    left = [pid for name in instances for pid in lab_processes(name)]
     with contextlib.suppress(Exception):
         lab.server.kill()
     mine = os.getpgrp()
     for _ in range(3):
-        pids = lab_processes(lab.instance)
+        pids = [pid for name in instances for pid in lab_processes(name)]
         if not pids:
             break
         for pid in pids:

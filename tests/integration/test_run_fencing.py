@@ -9,12 +9,14 @@ its attempt: the attempt's guard kills it when the lease is not renewed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 from integration.crash_harness import (
     TARGETS,
     alert_body,
@@ -27,6 +29,7 @@ from integration.crash_harness import (
     violations,
     wait_settled,
 )
+from unit.dispatcher.helpers import Server, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -85,3 +88,44 @@ def test_stopped_dispatcher_loses_its_attempt(tmp_path: Path) -> None:
     finally:
         left = reap(lab)
     assert left == [], "the dispatcher or its runs were still running"
+
+
+def test_a_replica_takes_over_from_a_stopped_one(tmp_path: Path) -> None:
+    """Two dispatchers on one store: the one running the run is stopped for longer than its
+    lease; the other recovers the run, finds the attempt fenced (its guard killed it, or the
+    taker does), and runs it again; the stopped one, continued, changes nothing."""
+    lab = make_lab(tmp_path, ticks=80, window=0.2, lease_s=3, workers=1)
+    config = yaml.safe_load(lab.server.config.read_text())
+    port = free_port()
+    replica = {**config, "listen": f"127.0.0.1:{port}", "instance": f"{lab.instance}-b"}
+    (tmp_path / "replica.yml").write_text(yaml.safe_dump(replica))
+    other = Server(tmp_path / "replica.yml", port, tmp_path / "replica.log", ignore_sighup=True)
+    stopped = False
+    try:
+        lab.server.start()
+        assert post(lab, alert_body(0, 0, TARGETS[0]))
+        assert _wait(lambda: started(lab) == 1, 30), (tmp_path / "serve.log").read_text()[-2000:]
+        assert lab.server.proc is not None
+        os.kill(lab.server.proc.pid, signal.SIGSTOP)
+        stopped = True
+        other.start()
+        assert wait_settled(lab, 60), (tmp_path / "replica.log").read_text()[-3000:]
+        os.kill(lab.server.proc.pid, signal.SIGCONT)
+        stopped = False
+        # the continued dispatcher finds its attempt gone and its lease lost
+        assert _wait(lambda: "lease lost" in (tmp_path / "serve.log").read_text(), 30)
+        assert violations(lab) == []
+        assert sum(1 for p in log_lines(lab) if p[0] == "start") == 2
+        with contextlib.closing(lab.db()) as db:
+            [(status, worker, attempts)] = db.execute(
+                "SELECT status, worker_id, attempts FROM runs"
+            ).fetchall()
+        assert (status, attempts) == ("succeeded", 2)
+        assert worker.startswith(f"{lab.instance}-b/")
+    finally:
+        if stopped and lab.server.proc is not None:
+            os.kill(lab.server.proc.pid, signal.SIGCONT)
+        with contextlib.suppress(Exception):
+            other.kill()
+        left = reap(lab, replica["instance"])
+    assert left == [], "the dispatchers or their runs were still running"
