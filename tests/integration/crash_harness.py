@@ -304,19 +304,25 @@ def trial(lab: Lab, number: int, rng: random.Random, *, settle_s: float = 60) ->
     }
 
 
-def lab_processes(instance: str) -> list[int]:
-    """Processes whose environment names this dispatcher instance (its runs), other than us."""
+def lab_processes(instance: str, config: Path | None = None) -> list[int]:
+    """Processes whose environment names this dispatcher instance (its runs), or whose
+    command line names the `config` (a dispatcher, or a forked copy of one), other than us."""
     needle = f"SELFHEAL_DISPATCHER={instance}\0".encode()
+    command = f"\0{config}\0".encode() if config is not None else None
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             with open(f"/proc/{entry}/environ", "rb") as fh:
-                if needle in fh.read():
-                    found.append(int(entry))
+                mine = needle in fh.read()
+            if not mine and command is not None:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    mine = command in b"\0" + fh.read()
         except OSError:
             continue
+        if mine:
+            found.append(int(entry))
     return found
 
 
@@ -325,12 +331,21 @@ def reap(lab: Lab, *others: str) -> list[int]:
     made, which the server's group does not hold), and of the `others` instances' runs.
     Returns what was still running."""
     instances = (lab.instance, *others)
-    left = [pid for name in instances for pid in lab_processes(name)]
+
+    def running() -> list[int]:
+        found = set(lab_processes(lab.instance, lab.server.config))
+        for name in others:
+            found |= set(lab_processes(name))
+        if lab.server.proc is not None:
+            found.discard(lab.server.proc.pid)
+        return sorted(found)
+
+    left = running()
     with contextlib.suppress(Exception):
         lab.server.kill()
     mine = os.getpgrp()
     for _ in range(3):
-        pids = [pid for name in instances for pid in lab_processes(name)]
+        pids = [*running(), *(p for name in instances for p in lab_processes(name))]
         if not pids:
             break
         for pid in pids:

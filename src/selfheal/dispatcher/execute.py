@@ -100,16 +100,23 @@ def execute(
     else:
         guarded = fence.guard_command(fence_dir, [ansible_playbook(), str(playbook)])
         command = {"binary": guarded[0], "cmdline": shlex.join(guarded[1:])}
-    runner = ansible_runner.run(
-        private_data_dir=str(private),
-        **command,
-        inventory=str(inventory.resolve()),
-        envvars=env,
-        timeout=timeout,
-        quiet=True,
-        json_mode=False,
-        cancel_callback=cancel,
-    )
+    spawner = os.getpid()
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(private),
+            **command,
+            inventory=str(inventory.resolve()),
+            envvars=env,
+            timeout=timeout,
+            quiet=True,
+            json_mode=False,
+            cancel_callback=cancel,
+        )
+    finally:
+        if os.getpid() != spawner:
+            # the child pexpect forked, failing before its exec (its pty hung up when the
+            # dispatcher was killed mid-spawn): it must never go on as a second dispatcher
+            os._exit(127)
     if fence_dir is not None and runner.status in ("canceled", "timeout"):
         # ansible-runner killed the guard's group; Ansible's workers left it (setsid)
         fence.sweep(env.get(fence.ATTEMPT_ENV, ""))

@@ -235,3 +235,39 @@ def test_an_attempt_that_is_no_longer_current_spawns_nothing(make_dispatcher, en
     assert not env["marker"].exists()
     after = d.store.get_run(run.id)
     assert after is not None and after.attempts == 1 and after.status != "failed"
+
+
+def test_a_child_that_fails_before_its_exec_never_goes_on_as_the_dispatcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pexpect forks, then sets up the pty before its exec; when the dispatcher was killed
+    meanwhile the pty hung up and that raises in the child, which would unwind into the
+    dispatcher's code and carry on as a second dispatcher (holding its port and store)."""
+    import types
+
+    import ansible_runner
+
+    from selfheal.dispatcher.execute import execute
+
+    children: list[int] = []
+
+    def run(**_kwargs):
+        pid = os.fork()
+        if pid == 0:
+            raise OSError(5, "Input/output error")  # as the child's pty setup does
+        children.append(pid)
+        return types.SimpleNamespace(events=[], status="failed", rc=1, stats={})
+
+    monkeypatch.setattr(ansible_runner, "run", run)
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  hosts:\n    localhost: {ansible_connection: local}\n")
+    me = os.getpid()
+    try:
+        result = execute(tmp_path / "none.yml", inventory, extravars={}, base_dir=tmp_path / "runs")
+    finally:
+        if os.getpid() != me:  # got out of execute(): the test's own net
+            os._exit(99)
+    assert result.status == "failed"
+    [child] = children
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 127  # it ended there, in execute()
