@@ -1231,8 +1231,6 @@ class Dispatcher:
             log.warning("cannot record the attempt", extra={"run_id": run.id, "error": str(exc)})
             recorded = False
         if recorded:
-            with contextlib.suppress(StoreError):
-                self.store.set_private_data_dir(run.id, str(private))
             return private, process["token"]
         fence.revoke(private / fence.FENCE_DIR, "the attempt could not be recorded")
         with contextlib.suppress(StoreError):  # still ours (the store failed): retry it
