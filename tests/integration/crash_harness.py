@@ -68,9 +68,9 @@ class Lab:
 
 
 def stable_port() -> int:
-    """A free port below the ephemeral range: the dispatcher restarts many times on it, and a
-    client's ephemeral port (even a connection to itself while the server is down) must
-    never take it meanwhile."""
+    """A free port below the ephemeral range: the dispatcher restarts many times on it, and
+    no client's ephemeral port (a connection to the port while the server is down can even
+    connect to itself) may take it in between."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     rng = random.Random()
     for _ in range(200):
