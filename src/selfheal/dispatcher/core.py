@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from selfheal.alerts import Alert
+from selfheal.dispatcher import fence
 from selfheal.dispatcher.awx import AWXClient, awx_executor
 from selfheal.dispatcher.config import DispatcherConfig
 from selfheal.dispatcher.execute import execute, resolve_playbook, verify_playbook
@@ -223,6 +224,7 @@ class Dispatcher:
         self._services: dict[int, str | None] = {}  # incident -> service, for correlation
         self._cancel: dict[int, threading.Event] = {}
         self._canceled_by: dict[int, str] = {}  # run id -> an operator's cancel note
+        self._fencing: dict[int, Run] = {}  # interrupted runs whose attempt is not fenced yet
         self._work = threading.Condition()  # wakes idle workers when a run is queued
         self._queued_gen = 0  # bumped by every wake-up: a worker never misses one
         self._lock = threading.Lock()
@@ -1176,6 +1178,10 @@ class Dispatcher:
         return self.store.count_runs(status="queued")
 
     def _recover(self, startup: bool) -> None:
+        """Runs whose worker is gone (its lease expired; at startup, every run of this
+        instance) become interrupted, and are retried once their attempt is fenced: no
+        process of it is left, nor can start (see `_fenced`). Until then they wait, looked at
+        again at every tick."""
         runs: list[Run] = []
         if startup:
             for wid in self.worker_ids():
@@ -1190,11 +1196,32 @@ class Dispatcher:
                 outcome="interrupted",
                 data={"run_id": run.id, "attempts": run.attempts, "reason": run.reason},
             )
+            self._fencing[run.id] = run
+        if startup:  # interrupted before a crash, and neither retried nor given up since
+            for run in self.store.list_runs(status="interrupted"):
+                if run.id in self._fencing or run.attempts >= self.config.retry.max_attempts:
+                    continue
+                incident = self.store.get_incident(run.incident_id)
+                if incident is not None and incident.status == "open":
+                    self._fencing[run.id] = run
+        for run_id in sorted(self._fencing):
+            run = self._fencing[run_id]
+            current = self.store.get_run(run_id)
+            if current is None or current.status != "interrupted":
+                del self._fencing[run_id]  # another dispatcher took care of it
+                continue
+            if not self._fenced(run):
+                continue
+            del self._fencing[run_id]
             incident = self.store.get_incident(run.incident_id)
             if incident is not None and incident.status == "resolved":
                 continue
             if run.attempts < self.config.retry.max_attempts:
-                self.store.retry_run(run.id)
+                try:
+                    self.store.retry_run(run.id)
+                except StoreError as exc:  # retried by another dispatcher meanwhile
+                    log.info("interrupted run not retried", extra={"error": str(exc)})
+                    continue
                 log.info("retrying interrupted run", extra={"run_id": run.id})
             else:
                 self._release(run, ok=False)
@@ -1202,6 +1229,33 @@ class Dispatcher:
                     self._escalate(
                         incident, "interrupted", f"run {run.id} interrupted {run.attempts} times"
                     )
+
+    def _fenced(self, run: Run) -> bool:
+        """True when no process of the run's interrupted attempt is left and none can start.
+
+        The attempt's process is recorded before it is spawned (its private data dir) and
+        again once its guard runs (pid, process group, start time). On this host: revoke the
+        attempt, stop the guards' process groups and wait until they are empty. On another
+        host: wait until the attempt's lease ran out plus `fence.TAKEOVER_GRACE_S`; that
+        host's guard has killed the attempt by then (or the attempt is gone with its host)."""
+        process = run.process
+        if not process:
+            return True  # nothing was spawned: the record comes first, and it is fenced
+        why = f"run {run.id} attempt {run.attempts} taken over by {self.config.instance}"
+        verdict = fence.stop_attempt(process, why)
+        if verdict == "stopped":
+            return True
+        if verdict == "alive":
+            log.error(
+                "the interrupted attempt will not die; the run waits",
+                extra={"run_id": run.id, "pgid": process.get("pgid")},
+            )
+            return False
+        # another host: its lease ran out at the latest when the run was interrupted for an
+        # expired lease, else (its instance restarted elsewhere) one lease later
+        since = run.finished_at or datetime.now(UTC)
+        lease = 0.0 if run.reason == "lease expired" else self.config.lease_s
+        return datetime.now(UTC) >= since + timedelta(seconds=lease + fence.TAKEOVER_GRACE_S)
 
     def _wake(self) -> None:
         with self._work:
@@ -1229,7 +1283,11 @@ class Dispatcher:
                 log.exception("run failed unexpectedly", extra={"run_id": run.id})
                 with contextlib.suppress(StoreError):
                     self.store.finish_run(
-                        run.id, "failed", worker_id=worker_id, reason="dispatcher error"
+                        run.id,
+                        "failed",
+                        worker_id=worker_id,
+                        attempt=run.attempts,
+                        reason="dispatcher error",
                     )
                     self._after_failure(run, "dispatcher error")
 
@@ -1240,7 +1298,11 @@ class Dispatcher:
         incident = self.store.get_incident(run.incident_id)
         if incident is None or incident.status != "open":
             self.store.finish_run(
-                run.id, "canceled", worker_id=worker_id, reason="incident resolved"
+                run.id,
+                "canceled",
+                worker_id=worker_id,
+                attempt=run.attempts,
+                reason="incident resolved",
             )
             self.metrics.runs.inc(outcome="canceled")
             self._release(run, ok=None)
@@ -1250,7 +1312,9 @@ class Dispatcher:
         service = selection.get("service") or ""
         backend = self._awx_backend(run.runbook)
         if runbook is None or (not runbook.playbook and backend is None):
-            self.store.finish_run(run.id, "failed", worker_id=worker_id, reason="no playbook")
+            self.store.finish_run(
+                run.id, "failed", worker_id=worker_id, attempt=run.attempts, reason="no playbook"
+            )
             self._after_failure(run, "runbook has no playbook")
             return
         if backend is not None and self.awx is not None:
@@ -1259,6 +1323,14 @@ class Dispatcher:
         else:
             run_playbook = execute
             playbook = resolve_playbook(runbook.playbook, self._policy_dir())  # type: ignore[arg-type]
+        private: Path | None = None
+        token = ""
+        if playbook is not None:
+            prepared = self._prepare_attempt(run, worker_id)
+            if prepared is None:
+                return
+            private, token = prepared
+        fence_dir = private / fence.FENCE_DIR if private is not None else None
         span = self.tracer.start(
             incident.id,
             incident.fingerprint,
@@ -1278,14 +1350,34 @@ class Dispatcher:
         lost = threading.Event()
 
         def heartbeat() -> None:
+            # renews the lease; after each renewal, tells the attempt's guard the new deadline
+            # (never later than the store's); records the guard once it runs
             interval = max(0.2, self.config.lease_s / 3)
-            while not cancel.wait(interval):
+            recorded = fence_dir is None
+            renew_at = time.monotonic() + interval
+            while True:
+                step = max(0.0, renew_at - time.monotonic())
+                if cancel.wait(step if recorded else min(step, 0.05)):
+                    return
+                if not recorded:
+                    recorded = self._record_guard(run, worker_id, fence_dir, lost, cancel)
+                if time.monotonic() < renew_at:
+                    continue
+                renew_at = time.monotonic() + interval
+                at = time.time()
                 try:
-                    if not self.store.renew_lease(run.id, worker_id, self.config.lease_s):
-                        lost.set()
-                        cancel.set()
+                    renewed = self.store.renew_lease(
+                        run.id, worker_id, self.config.lease_s, attempt=run.attempts
+                    )
                 except StoreError:
                     continue
+                if not renewed:
+                    lost.set()
+                    cancel.set()
+                    return
+                if fence_dir is not None:
+                    with contextlib.suppress(OSError):
+                        fence.write_lease(fence_dir, at + self.config.lease_s)
 
         beat = threading.Thread(target=heartbeat, name=f"selfheal-lease-{run.id}", daemon=True)
         beat.start()
@@ -1303,6 +1395,8 @@ class Dispatcher:
             "SELFHEAL_ACTOR": "selfheal-dispatcher",
             "TRACEPARENT": span.traceparent,  # W3C trace context of this run
         }
+        if token:
+            env[fence.ATTEMPT_ENV] = token  # marks every process of the attempt
         if self.audit is not None:
             enabled = [c for c in os.environ.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c]
             if "selfheal.core.audit" not in enabled:
@@ -1336,6 +1430,7 @@ class Dispatcher:
         due = max(run.created_at, run.not_before or run.created_at)
         self.metrics.start_delay.observe(max(0.0, (datetime.now(UTC) - due).total_seconds()))
         try:
+            guarded = {} if private is None else {"private_dir": private, "fence_dir": fence_dir}
             result = run_playbook(
                 playbook,
                 self.inventory_path,  # type: ignore[arg-type]
@@ -1345,6 +1440,7 @@ class Dispatcher:
                 base_dir=self.runs_dir,
                 prefix=f"run-{run.id}-{run.attempts}-",
                 cancel=cancel.is_set,
+                **guarded,
             )
             with contextlib.suppress(StoreError):
                 self.store.set_private_data_dir(run.id, str(result.private_data_dir))
@@ -1355,7 +1451,7 @@ class Dispatcher:
             )
             if ok and runbook.verify and not cancel.is_set():
                 with self.tracer.span(self.tracer.child(span, "verify")) as checked:
-                    ok, reason = self._verify(run, runbook, service, env)
+                    ok, reason = self._verify(run, runbook, service, env, fence_dir)
                     if not ok:
                         checked.fail(reason)
         finally:
@@ -1378,7 +1474,14 @@ class Dispatcher:
         else:
             status = "succeeded" if ok else "failed"
         try:
-            self.store.finish_run(run.id, status, rc=rc, worker_id=worker_id, reason=reason[:500])
+            self.store.finish_run(
+                run.id,
+                status,
+                rc=rc,
+                worker_id=worker_id,
+                attempt=run.attempts,
+                reason=reason[:500],
+            )
         except StoreError as exc:
             log.warning("finish failed", extra={"run_id": run.id, "error": str(exc)})
             return
@@ -1405,6 +1508,58 @@ class Dispatcher:
             )
         if not ok:
             self._after_failure(run, reason)
+
+    def _prepare_attempt(self, run: Run, worker_id: str) -> tuple[Path, str] | None:
+        """The attempt's private data dir (with its fence and first lease) and token, recorded
+        in the store *before* anything is spawned in it: a dispatcher that takes the run over
+        finds it even when this one dies between the spawn and the guard's record. None
+        when the attempt cannot be recorded (no longer ours: nothing may run)."""
+        expires = run.lease_expires_at
+        deadline = expires.timestamp() if expires else time.time() + self.config.lease_s
+        private = fence.prepare(self.runs_dir, f"run-{run.id}-{run.attempts}-", deadline)
+        process = {**fence.host(), "private_data_dir": str(private), "token": fence.new_token()}
+        try:
+            recorded = self.store.set_run_process(run.id, worker_id, run.attempts, process)
+        except StoreError as exc:
+            log.warning("cannot record the attempt", extra={"run_id": run.id, "error": str(exc)})
+            recorded = False
+        if recorded:
+            return private, process["token"]
+        fence.revoke(private / fence.FENCE_DIR, "the attempt could not be recorded")
+        with contextlib.suppress(StoreError):  # still ours (the store failed): retry it
+            self.store.finish_run(
+                run.id,
+                "failed",
+                worker_id=worker_id,
+                attempt=run.attempts,
+                reason="the attempt could not be recorded",
+            )
+            self._after_failure(run, "the attempt could not be recorded")
+        return None
+
+    def _record_guard(
+        self,
+        run: Run,
+        worker_id: str,
+        fence_dir: Path | None,
+        lost: threading.Event,
+        cancel: threading.Event,
+    ) -> bool:
+        """Record the attempt's guard (pid, group, start time) once it wrote its identity.
+        True when done (or there is nothing to record)."""
+        if fence_dir is None:
+            return True
+        found = fence.identities(fence_dir)
+        if not found:
+            return False
+        process = {**found[0], "private_data_dir": str(fence_dir.parent)}
+        try:
+            if not self.store.set_run_process(run.id, worker_id, run.attempts, process):
+                lost.set()  # taken over meanwhile: stop the attempt
+                cancel.set()
+        except StoreError:
+            return False
+        return True
 
     def cancel_run(self, run_id: int, who: str, reason: str) -> tuple[int, str, Run | None]:
         """An operator stops a run: (HTTP status, what happened, the run).
@@ -1449,7 +1604,9 @@ class Dispatcher:
             data={"run_id": run.id, "runbook": run.runbook, "reason": reason[:500]},
         )
 
-    def _verify(self, run: Run, runbook, service: str, env: dict) -> tuple[bool, str]:
+    def _verify(
+        self, run: Run, runbook, service: str, env: dict, fence_dir: Path | None = None
+    ) -> tuple[bool, str]:
         book = self.runs_dir / f"verify-{run.id}-{run.attempts}.yml"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         book.write_text(verify_playbook(list(runbook.verify)))
@@ -1462,6 +1619,7 @@ class Dispatcher:
                 timeout=max(1, int(runbook.timeout.total_seconds())),
                 base_dir=self.runs_dir,
                 prefix=f"verify-{run.id}-{run.attempts}-",
+                fence_dir=fence_dir,  # under the run's lease too
             )
         finally:
             book.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -18,7 +19,14 @@ from typing import Any
 import ansible_runner
 import yaml
 
-from selfheal.runner import _PASSTHROUGH, RunResult, collection_root, playbook_args
+from selfheal.dispatcher import fence
+from selfheal.runner import (
+    _PASSTHROUGH,
+    RunResult,
+    ansible_playbook,
+    collection_root,
+    playbook_args,
+)
 
 
 def unsafe_yaml(values: Mapping[str, Any]) -> str:
@@ -67,9 +75,17 @@ def execute(
     base_dir: Path,
     prefix: str = "run-",
     cancel: Callable[[], bool] | None = None,
+    private_dir: Path | None = None,
+    fence_dir: Path | None = None,
 ) -> RunResult:
-    base_dir.mkdir(parents=True, exist_ok=True)
-    private = Path(tempfile.mkdtemp(prefix=prefix, dir=base_dir))
+    """Run `playbook`; in `private_dir` when given (made by the caller), else in a new dir
+    under `base_dir`. With `fence_dir`, ``ansible-playbook`` runs under the run guard fenced
+    by that directory's lease (selfheal.dispatcher.fence)."""
+    if private_dir is None:
+        base_dir.mkdir(parents=True, exist_ok=True)
+        private = Path(tempfile.mkdtemp(prefix=prefix, dir=base_dir))
+    else:
+        private = private_dir
     (private / "env").mkdir()
     extra = private / "env" / "extravars"
     extra.write_text(unsafe_yaml(extravars))
@@ -79,16 +95,31 @@ def execute(
         **{k: v for k, v in os.environ.items() if k in _PASSTHROUGH or k.startswith("SELFHEAL_")},
         **(envvars or {}),
     }
-    runner = ansible_runner.run(
-        private_data_dir=str(private),
-        **playbook_args(playbook),
-        inventory=str(inventory.resolve()),
-        envvars=env,
-        timeout=timeout,
-        quiet=True,
-        json_mode=False,
-        cancel_callback=cancel,
-    )
+    if fence_dir is None:
+        command = playbook_args(playbook)
+    else:
+        guarded = fence.guard_command(fence_dir, [ansible_playbook(), str(playbook)])
+        command = {"binary": guarded[0], "cmdline": shlex.join(guarded[1:])}
+    spawner = os.getpid()
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(private),
+            **command,
+            inventory=str(inventory.resolve()),
+            envvars=env,
+            timeout=timeout,
+            quiet=True,
+            json_mode=False,
+            cancel_callback=cancel,
+        )
+    finally:
+        if os.getpid() != spawner:
+            # the child pexpect forked, failing before its exec (its pty hung up when the
+            # dispatcher was killed mid-spawn): it must never go on as a second dispatcher
+            os._exit(127)
+    if fence_dir is not None and runner.status in ("canceled", "timeout"):
+        # ansible-runner killed the guard's group; Ansible's workers left it (setsid)
+        fence.sweep(env.get(fence.ATTEMPT_ENV, ""))
     failed = [
         f"{e['event_data'].get('host')}: {e['event_data'].get('task')}"
         for e in runner.events

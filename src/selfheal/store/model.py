@@ -203,9 +203,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def renew_lease(
-        self, run_id: int, worker_id: str, lease_s: float, *, now: datetime | None = None
+        self,
+        run_id: int,
+        worker_id: str,
+        lease_s: float,
+        *,
+        now: datetime | None = None,
+        attempt: int | None = None,
     ) -> bool:
-        """Extend a running run's lease; False when the run is no longer this worker's."""
+        """Extend a running run's lease; False when the run is no longer this worker's (or,
+        with `attempt`, no longer at that attempt)."""
 
     @abc.abstractmethod
     def set_run_process(
@@ -226,8 +233,10 @@ class Store(abc.ABC):
         worker_id: str | None = None,
         reason: str | None = None,
         now: datetime | None = None,
+        attempt: int | None = None,
     ) -> Run:
-        """End a running run (succeeded | failed | canceled)."""
+        """End a running run (succeeded | failed | canceled); with `worker_id` and `attempt`,
+        only while the run is still at that worker and attempt (else StoreError)."""
 
     @abc.abstractmethod
     def recover_interrupted(

@@ -753,15 +753,25 @@ class SQLStore(Store):
         return _run(row) if row else None
 
     def renew_lease(
-        self, run_id: int, worker_id: str, lease_s: float, *, now: datetime | None = None
+        self,
+        run_id: int,
+        worker_id: str,
+        lease_s: float,
+        *,
+        now: datetime | None = None,
+        attempt: int | None = None,
     ) -> bool:
+        """`attempt` fences the renewal to that attempt (a fencing token): an older attempt's
+        worker cannot extend the lease of a newer one under the same worker id."""
         at = _now(now)
+        fenced = "" if attempt is None else " AND attempts = ?"
         with self._tx() as cur:
             row = self._x(
                 cur,
                 "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND status = 'running'"
-                " AND worker_id = ? RETURNING id",
-                (ts(at + timedelta(seconds=lease_s)), run_id, worker_id),
+                f" AND worker_id = ?{fenced} RETURNING id",
+                (ts(at + timedelta(seconds=lease_s)), run_id, worker_id)
+                + (() if attempt is None else (attempt,)),
             ).fetchone()
         return row is not None
 
@@ -798,18 +808,21 @@ class SQLStore(Store):
         worker_id: str | None = None,
         reason: str | None = None,
         now: datetime | None = None,
+        attempt: int | None = None,
     ) -> Run:
         if status not in FINAL_RUN_STATUSES:
             raise StoreError(f"a run finishes as one of {', '.join(FINAL_RUN_STATUSES)}")
         with self._tx() as cur:
             owner = "" if worker_id is None else " AND worker_id = ?"
+            owner += "" if attempt is None else " AND attempts = ?"
             row = self._x(
                 cur,
                 "UPDATE runs SET status = ?, rc = ?, reason = ?, finished_at = ?,"
                 f" lease_expires_at = NULL WHERE id = ? AND status = 'running'{owner}"
                 f" RETURNING {_RUN_COLS}",
                 (status, rc, reason, ts(_now(now)), run_id)
-                + (() if worker_id is None else (worker_id,)),
+                + (() if worker_id is None else (worker_id,))
+                + (() if attempt is None else (attempt,)),
             ).fetchone()
             if row is None:
                 raise StoreError(

@@ -307,13 +307,18 @@ def request(port, method, path, body=None, token=None, timeout=10.0):
         conn.close()
 
 
+def _ignore_sighup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 class Server:
     """`python -m selfheal.cli serve --config FILE` as a child process (its own group)."""
 
-    def __init__(self, config: Path, port: int, log: Path):
+    def __init__(self, config: Path, port: int, log: Path, *, ignore_sighup: bool = False):
         self.config = config
         self.port = port
         self.log = log
+        self.ignore_sighup = ignore_sighup  # started as `nohup` and many supervisors do
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> None:
@@ -329,6 +334,7 @@ class Server:
                 env=env,
                 cwd=self.config.parent,
                 start_new_session=True,
+                preexec_fn=_ignore_sighup if self.ignore_sighup else None,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -346,6 +352,13 @@ class Server:
         """SIGKILL the dispatcher and its children (ansible runs): a crash, no cleanup."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def kill_dispatcher(self) -> None:
+        """SIGKILL the dispatcher process alone, as a supervisor or the OOM killer would: its
+        children (the runs) are left to themselves."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
     def stop(self) -> None:

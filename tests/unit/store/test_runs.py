@@ -106,3 +106,24 @@ def test_newest_runs_and_counts(store, incident):
     assert store.count_runs(status="queued") == 5
     assert store.count_runs(incident_id=incident, status="queued") == 2
     assert store.count_runs(status="failed") == 0
+
+
+def test_attempt_fences_lease_finish_and_process(store, incident):
+    """The attempt number is a fencing token: a worker id reused by a later attempt does not
+    let the earlier attempt renew, record or finish it."""
+    store.enqueue_run(incident, "restart_service", "web1", now=T0)
+    first = store.claim_next_run("w1", 30, now=later(1))
+    assert store.renew_lease(first.id, "w1", 30, now=later(2), attempt=1)
+    assert store.set_run_process(first.id, "w1", 1, {"pid": 1})
+    [interrupted] = store.recover_interrupted(now=later(60))
+    assert interrupted.process == {"pid": 1}  # what recovery fences
+    store.retry_run(first.id)
+    second = store.claim_next_run("w1", 30, now=later(61))
+    assert second.attempts == 2
+    assert not store.renew_lease(first.id, "w1", 30, now=later(62), attempt=1)
+    assert not store.set_run_process(first.id, "w1", 1, {"pid": 2})
+    with pytest.raises(StoreError, match="not running"):
+        store.finish_run(first.id, "succeeded", worker_id="w1", attempt=1)
+    assert store.renew_lease(first.id, "w1", 30, now=later(62), attempt=2)
+    done = store.finish_run(first.id, "succeeded", worker_id="w1", attempt=2, now=later(63))
+    assert (done.status, done.attempts) == ("succeeded", 2)
