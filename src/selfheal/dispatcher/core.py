@@ -775,14 +775,33 @@ class Dispatcher:
             return "deferred"
         self.metrics.heal_cost.inc(decision.cost, runbook=runbook.name)
         self._deferred.pop(incident.id, None)
-        run = self.store.enqueue_run(incident.id, runbook.name, decision.target)  # type: ignore[arg-type]
-        self._wake()
-        self._record(incident, "auto", reasons, {**context, "run_id": run.id})
+        self._enqueue(incident, "auto", reasons, context, decision)
         return "auto"
 
-    def _record(self, incident: Incident, mode: str, reasons: list, context: dict) -> None:
-        selection = _reason("selection", "what the decision selected", **context)
-        self.store.record_decision(incident.id, mode, [*reasons, selection])
+    @staticmethod
+    def _recorded(reasons: list, context: dict) -> list:
+        """What a decision row holds: its reasons and what it selected."""
+        return [*reasons, _reason("selection", "what the decision selected", **context)]
+
+    def _enqueue(self, incident: Incident, mode: str, reasons: list, context: dict, decision):
+        """Queue the run and record the decision that allowed it in one transaction, then
+        wake a worker: a worker never claims a run whose decision is not stored yet (it
+        reads the service from it), and a crash cannot leave one without the other."""
+        run = self.store.enqueue_run(
+            incident.id,
+            decision.runbook,
+            decision.target,
+            decision=(mode, self._recorded(reasons, context)),
+        )
+        self._wake()
+        self._record(incident, mode, reasons, {**context, "run_id": run.id}, stored=True)
+        return run
+
+    def _record(
+        self, incident: Incident, mode: str, reasons: list, context: dict, *, stored: bool = False
+    ) -> None:
+        if not stored:
+            self.store.record_decision(incident.id, mode, self._recorded(reasons, context))
         codes = {r["code"] for r in reasons} or {"none"}
         for code in codes:
             self.metrics.decisions.inc(mode=mode, reason=code)
@@ -1107,9 +1126,7 @@ class Dispatcher:
             self._deferred[incident_id] = time.monotonic() + self.config.reevaluate_s
             return
         self.metrics.heal_cost.inc(decision.cost, runbook=decision.runbook)
-        run = self.store.enqueue_run(incident.id, decision.runbook, decision.target)  # type: ignore[arg-type]
-        self._wake()
-        self._record(incident, "approved", reasons, {**context, "run_id": run.id})
+        run = self._enqueue(incident, "approved", reasons, context, decision)
         self._page_ack(incident, run)
 
     # -- escalation -------------------------------------------------------------------------
@@ -1345,7 +1362,9 @@ class Dispatcher:
         )
         cancel = threading.Event()
         self._cancel[run.id] = cancel
-        if run.id in self._canceled_by:  # canceled between its claim and now
+        # canceled between its claim and now, or claimed while stop() was telling the runs
+        # it knew to cancel (stop() sets the flag first, so one of the two sees the other)
+        if run.id in self._canceled_by or self._stop.is_set():
             cancel.set()
         lost = threading.Event()
 

@@ -193,7 +193,10 @@ class Store(abc.ABC):
         private_data_dir: str | None = None,
         not_before: datetime | None = None,
         now: datetime | None = None,
-    ) -> Run: ...
+        decision: tuple[str, list[Any]] | None = None,
+    ) -> Run:
+        """Queue a run; with `decision` (mode, reasons), also record the decision that allowed
+        it in the same transaction (its `selection` reason gains the run's id)."""
 
     @abc.abstractmethod
     def claim_next_run(

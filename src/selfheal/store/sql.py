@@ -722,7 +722,9 @@ class SQLStore(Store):
         private_data_dir: str | None = None,
         not_before: datetime | None = None,
         now: datetime | None = None,
+        decision: tuple[str, list[Any]] | None = None,
     ) -> Run:
+        when = ts(_now(now))
         with self._tx() as cur:
             if not self._x(cur, "SELECT 1 FROM incidents WHERE id = ?", (incident_id,)).fetchone():
                 raise StoreError(f"no incident {incident_id}")
@@ -731,8 +733,23 @@ class SQLStore(Store):
                 "INSERT INTO runs (incident_id, runbook, target, status, attempts,"
                 " private_data_dir, created_at, not_before) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?)"
                 f" RETURNING {_RUN_COLS}",
-                (incident_id, runbook, target, private_data_dir, ts(_now(now)), ts(not_before)),
+                (incident_id, runbook, target, private_data_dir, when, ts(not_before)),
             ).fetchone()
+            if decision is not None:
+                # the decision that allowed the run, in the same transaction: no worker or
+                # restart ever sees the run without it (its `selection` names the run)
+                mode, reasons = decision
+                reasons = [
+                    {**r, "run_id": row[0]}
+                    if isinstance(r, dict) and r.get("code") == "selection"
+                    else r
+                    for r in reasons
+                ]
+                self._x(
+                    cur,
+                    "INSERT INTO decisions (incident_id, mode, reasons, at) VALUES (?, ?, ?, ?)",
+                    (incident_id, mode, _json(list(reasons)), when),
+                )
         return _run(row)
 
     def claim_next_run(
