@@ -174,3 +174,16 @@ def test_migration_from_schema_2_keeps_the_rows(tmp_path, monkeypatch) -> None:
         [incident] = store.list_incidents()
         assert (incident.requester, incident.quarantined_at) == (None, None)
         assert incident.starts_at == datetime(2, 1, 1, tzinfo=UTC)
+
+
+def test_a_run_and_its_decision_are_stored_together(store) -> None:
+    """A worker reading the decision of a run it just claimed always finds it (it read an
+    empty service when it came first), and a crash cannot leave one without the other."""
+    [opened] = store.accept([make_alert()], now=T0)
+    selection = {"code": "selection", "message": "m", "effect": "info", "service": "app"}
+    run = store.enqueue_run(
+        opened.incident_id, "heal", "web1", decision=("auto", [{"code": "route"}, selection])
+    )
+    [decision] = store.list_decisions(opened.incident_id)
+    assert decision.mode == "auto"
+    assert decision.reasons[-1] == {**selection, "run_id": run.id}
