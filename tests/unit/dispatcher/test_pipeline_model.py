@@ -732,8 +732,8 @@ class PipelineModel(RuleBasedStateMachine):
 
 
 CI = settings(
-    max_examples=40,
-    stateful_step_count=25,
+    max_examples=60,
+    stateful_step_count=30,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
