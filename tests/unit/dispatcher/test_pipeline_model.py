@@ -474,7 +474,7 @@ class PipelineModel(RuleBasedStateMachine):
         assert answer.status == 202, (answer.status, answer.body)
         return answer.json()["results"]
 
-    def _expect(self, kind: str, status: str, starts: str, ends: str | None, sender: str) -> str:
+    def _expect(self, kind: str, status: str, starts: str, ends: str | None) -> str:
         """The model's dedup of one alert (and its effect on the model)."""
         series = self.series.setdefault(kind, Series())
         if series.open is not None:
@@ -498,7 +498,7 @@ class PipelineModel(RuleBasedStateMachine):
         results = self._post(alerts, token)
         assert len(results) == len(batch)
         for (kind, status, starts, ends), result in zip(batch, results, strict=True):
-            expected = self._expect(kind, status, starts, ends, sender)
+            expected = self._expect(kind, status, starts, ends)
             assert result["decision"] == expected, (kind, status, starts, ends, result)
             if expected in ("new", "reopened"):
                 episode = Episode(result["incident_id"], kind, starts, sender)
