@@ -23,6 +23,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 
+def _describe(exc: BaseException) -> str:
+    """The violation and the (shrunk) sequence of rules that led to it."""
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    notes = [n for n in getattr(exc, "__notes__", []) if not n.startswith("state.")]
+    steps = [n for n in getattr(exc, "__notes__", []) if n.startswith("state.")]
+    rules = [n for n in steps if not n.split("(")[0].endswith(INVARIANTS)]
+    return "\n".join([text, *rules, *notes[-1:]])
+
+
+INVARIANTS = (
+    "budgets_hold",
+    "decided_once",
+    "folds_only_under_trusted_roots",
+    "incidents_match_the_model",
+    "no_run_without_an_allowing_decision",
+    "no_slot_is_leaked",
+    "nothing_raised",
+)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
@@ -59,9 +79,10 @@ def main() -> int:
         except BaseException as exc:  # an invariant violation, shrunk: report and go on
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            violations.append(text)
-            outcome = "VIOLATION\n" + text
+            found = list(exc.exceptions) if isinstance(exc, BaseExceptionGroup) else [exc]
+            texts = [_describe(e) for e in found]
+            violations += texts
+            outcome = f"{len(texts)} violation(s)\n" + "\n\n".join(texts)
         print(f"round {n}: {model.STATS['examples'] - before} examples: {outcome}", flush=True)
     elapsed = time.monotonic() - started
     stats = model.STATS
