@@ -1023,7 +1023,7 @@ class Dispatcher:
             if not result.accepted:
                 status = 403 if codes & {"not_approver", "self_approval"} else 409
                 return ApprovalOutcome(status, body)
-            self.store.record_approval(request_id, who, ",".join(sorted(roles)) or "-", "approve")
+            self._record_vote(request_id, who, roles, "approve")
             self._audit(
                 "approval.vote",
                 incident_id=incident_id,
@@ -1050,7 +1050,7 @@ class Dispatcher:
         updated = self.state.update_approval(request_id, change)
         if not updated or updated.get("status") != "denied":
             return ApprovalOutcome(409, {"error": "approval closed meanwhile"})
-        self.store.record_approval(request_id, who, ",".join(sorted(roles)) or "-", "deny")
+        self._record_vote(request_id, who, roles, "deny")
         self._approvals.discard(request_id)
         incident = self.store.get_incident(incident_id)  # type: ignore[arg-type]
         if incident is not None:
@@ -1068,6 +1068,18 @@ class Dispatcher:
             data={"request_id": request_id},
         )
         return ApprovalOutcome(200, {"request_id": request_id, "status": "denied"})
+
+    def _record_vote(self, request_id: str, who: str, roles: frozenset[str], verdict: str) -> None:
+        """The vote's copy in the store (the policy state already counted it). A request id
+        is asked again when its incident is decided afresh (unfolded): an earlier round's
+        vote by the same person is already there, and the new one must still count."""
+        try:
+            self.store.record_approval(request_id, who, ",".join(sorted(roles)) or "-", verdict)
+        except StoreError as exc:
+            log.warning(
+                "vote not copied to the store",
+                extra={"request_id": request_id, "approver": who, "error": str(exc)},
+            )
 
     def pending_approvals(self) -> list[dict[str, Any]]:
         out = []
@@ -1232,6 +1244,7 @@ class Dispatcher:
             del self._fencing[run_id]
             incident = self.store.get_incident(run.incident_id)
             if incident is not None and incident.status == "resolved":
+                self._release(run, ok=None)  # over: its slot must not wait for lock_ttl
                 continue
             if run.attempts < self.config.retry.max_attempts:
                 try:

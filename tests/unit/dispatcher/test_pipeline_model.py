@@ -15,7 +15,8 @@ changing between two barriers) and then checks the invariants against its model:
 * dedup: each alert is classified as the model expects (new, duplicate, resolved,
   reopened, unmatched, stale) and every incident's status matches the model;
 * every open incident was decided, and decided once: its pipeline decisions follow
-  ``deferred? (auto | deny | manual | approval approved-waiting? outcome?)? folded?``;
+  ``deferred? (auto | deny | manual | approval approved-waiting? outcome?)? folded?``, and
+  once its root resolved while it still fires, ``unfolded`` and a fresh decision;
 * no run without an allowing decision: each run is named by exactly one ``auto`` or
   ``approved`` decision of its incident, an incident has at most one run, an approved run
   has a vote of a listed approver who did not raise the alert;
@@ -29,9 +30,9 @@ changing between two barriers) and then checks the invariants against its model:
 
 CI runs a bounded number of examples. ``SELFHEAL_SOAK=1`` runs many more (a soak), and
 ``benchmarks/pipeline_model_soak.py`` runs the machine in a loop and reports the numbers.
-Inputs that trigger bugs still open (see `OPEN_BUGS`) are left out of the generated
-sequences; each has a strict-xfail reproducer at the end of this file.
-``SELFHEAL_MODEL_ALL=1`` generates them too.
+Every bug the model found has a minimal reproducer at the end of this file. While a bug is
+open, the inputs that trigger it can be left out of the generated sequences by naming it in
+`OPEN_BUGS` (with a strict-xfail reproducer); ``SELFHEAL_MODEL_ALL=1`` generates them anyway.
 """
 
 from __future__ import annotations
@@ -81,14 +82,9 @@ ROLES = {"alice": set(), "bob": {"devs"}, "carol": {"sre-leads"}}
 
 #: Bugs the model found that are still open: the inputs that trigger them are not generated
 #: (unless SELFHEAL_MODEL_ALL=1). Each has a strict-xfail reproducer; drop the name here once
-#: its fix is merged.
-OPEN_BUGS: set[str] = {
-    "untrusted_root",
-    "stop_claim_race",
-    "self_approval",
-    "vote_after_fold",
-    "slot_leak_on_recovery",
-}
+#: its fix is merged. Found and fixed so far: untrusted_root, self_approval, vote_after_fold,
+#: slot_leak_on_recovery, stop_claim_race.
+OPEN_BUGS: set[str] = set()
 
 # -- the universe: services app -> db, ops; hosts of the inventory and one that is not ------
 
@@ -308,7 +304,10 @@ class Series:
     last: Episode | None = None
 
 
-DECISION_GRAMMAR = re.compile(r"D?(A|N|M|P(W?)(R|X|M|N)?)?F?")
+# One decision chain; a fold may end it, and an unfold (its root resolved while it still
+# fires) starts a fresh chain.
+_CHAIN = r"D?(A|N|M|P(W?)(R|X|M|N)?)?"
+DECISION_GRAMMAR = re.compile(rf"{_CHAIN}(FU{_CHAIN})*F?")
 
 
 def _selection(record) -> dict:
@@ -327,9 +326,8 @@ def _letter(record) -> str | None:
         return "D" if "deferred" in codes else "N"
     if mode == "approved":
         return "R" if "run_id" in _selection(record) else "W"
-    return {"auto": "A", "manual": "M", "approval": "P", "denied": "X", "folded": "F"}.get(
-        mode, "?"
-    )
+    letters = {"auto": "A", "manual": "M", "approval": "P", "denied": "X", "folded": "F"}
+    return {**letters, "unfolded": "U"}.get(mode, "?")
 
 
 class PipelineModel(RuleBasedStateMachine):
@@ -818,11 +816,6 @@ class _Watched(dict):
         return super().values()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Dispatcher.stop() tells only the runs already executing to cancel: a run a worker"
-    " claims while stop() runs starts anyway and outlives stop()",
-)
 def test_stop_leaves_no_run_executing_that_was_claimed_as_it_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -853,11 +846,6 @@ def test_stop_leaves_no_run_executing_that_was_claimed_as_it_stopped(
             thread.join(10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_adopt_dependants folds an incident whose approval is pending but leaves the"
-    " approval open: a later approval remediates the folded symptom",
-)
 def test_an_approval_after_the_fold_runs_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -879,11 +867,6 @@ def test_an_approval_after_the_fold_runs_nothing(
         d.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the requester is not recorded with the approval request (alerts carry no sender"
-    " from intake, decide() builds the Request without one): the requester approves itself",
-)
 def test_the_requester_of_an_approval_cannot_approve_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -904,11 +887,6 @@ def test_the_requester_of_an_approval_cannot_approve_it(
         client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_correlate folds an incident under an open incident of a dependency whatever that"
-    " incident's own decision: a root refused for an unknown host silences its dependants",
-)
 def test_a_root_refused_for_its_labels_folds_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -925,11 +903,6 @@ def test_a_root_refused_for_its_labels_folds_nothing(
         d.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_recover skips the interrupted run of a resolved incident without releasing its"
-    " concurrency slot: the target is blocked until the lock's TTL",
-)
 def test_a_run_interrupted_after_its_incident_resolved_frees_its_slot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
