@@ -386,3 +386,17 @@ def test_an_incident_folded_while_its_approval_is_pending_is_not_run_by_a_late_v
     assert d.state.load_approval(rid)["status"] == "withdrawn"
     assert client.post(f"/approvals/{rid}/approve", token=ALICE).status == 409
     assert d.store.list_runs(incident_id=symptom["incident_id"]) == []
+
+
+def test_a_vote_already_copied_to_the_store_still_counts(make_dispatcher) -> None:
+    """Found by the pipeline model's soak: a request id asked again (its incident decided
+    afresh after an unfold) met the store's copy of an earlier round's vote by the same
+    approver, and the vote answered 500."""
+    d, client = make_dispatcher()
+    [r] = _post(client, am_alert({"alertname": "OpsRisky", "host": "web-01"}))
+    wait_for(lambda: _modes(d, r["incident_id"]) == ["approval"])
+    rid = f"incident-{r['incident_id']}"
+    d.store.record_approval(rid, "alice", "-", "approve")  # an earlier round's vote
+    vote = client.post(f"/approvals/{rid}/approve", token=ALICE)
+    assert vote.status == 200, vote.body
+    wait_for(lambda: d.store.list_runs(incident_id=r["incident_id"]))
