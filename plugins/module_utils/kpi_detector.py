@@ -74,8 +74,8 @@ PARAMETERS = (
     ("escalate", 1.5, "...unless they score above this times the score that started it"),
     ("direction", "both", "up, down or both: which deviations count"),
 )
-DEFAULTS = tuple((name, default) for name, default, _ in PARAMETERS)
-_NAMES = frozenset(name for name, _ in DEFAULTS)
+DEFAULTS = tuple((name, default) for name, default, _help in PARAMETERS)
+_NAMES = frozenset(name for name, _default in DEFAULTS)
 
 
 class DetectorConfig(object):
@@ -119,15 +119,15 @@ class DetectorConfig(object):
         return not self == other
 
     def __hash__(self):
-        return hash(tuple(getattr(self, name) for name, _ in DEFAULTS))
+        return hash(tuple(getattr(self, name) for name, _default in DEFAULTS))
 
     def __repr__(self):
         return "DetectorConfig(%s)" % ", ".join(
-            "%s=%r" % (name, getattr(self, name)) for name, _ in DEFAULTS
+            "%s=%r" % (name, getattr(self, name)) for name, _default in DEFAULTS
         )
 
     def as_dict(self):
-        return dict((name, getattr(self, name)) for name, _ in DEFAULTS)
+        return dict((name, getattr(self, name)) for name, _default in DEFAULTS)
 
     @classmethod
     def from_dict(cls, data):
@@ -312,7 +312,7 @@ class KpiDetector(object):
                 if rd > r:
                     r = rd
                     drifted = True
-            if not r < _R_CAP:  # also NaN, from values near the float range's ends
+            if r >= _R_CAP or math.isnan(r):  # NaN from values near the float range's ends
                 r = _R_CAP
             if r > 0.0:
                 score = r / (1.0 + r)
