@@ -230,8 +230,21 @@ def kill_attempt(ident: dict[str, Any], grace_s: float = KILL_GRACE_S) -> bool:
     """SIGTERM the attempt's processes, SIGKILL what is left after `grace_s` (again, for what
     forked meanwhile); True when none is left (bounded: about 3 * grace_s)."""
     rounds = ((signal.SIGTERM, grace_s), (signal.SIGKILL, grace_s), (signal.SIGKILL, grace_s))
+    # A process that is exiting has already dropped its environment (the token scan no longer
+    # sees it) but is not gone yet: every process signalled is awaited until it is gone (or a
+    # zombie), so "none is left" means exactly that.
+    signalled: dict[int, int | None] = {}
+
+    def left() -> list[int]:
+        pids = set(attempt_processes(ident))
+        for pid, ticks in signalled.items():
+            fields = _stat(pid)
+            if fields and fields[0] not in "ZX" and ticks in (None, start_ticks(pid)):
+                pids.add(pid)
+        return sorted(pids)
+
     for sig, wait in rounds:
-        pids = attempt_processes(ident)
+        pids = left()
         if not pids:
             return True
         pgid = ident.get("pgid")
@@ -240,14 +253,15 @@ def kill_attempt(ident: dict[str, Any], grace_s: float = KILL_GRACE_S) -> bool:
                 if pgid != os.getpgrp():
                     os.killpg(pgid, sig)
         for pid in pids:
+            signalled.setdefault(pid, start_ticks(pid))
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if not attempt_processes(ident):
+            if not left():
                 return True
             time.sleep(0.05)
-    return not attempt_processes(ident)
+    return not left()
 
 
 def sweep(token: str, grace_s: float = KILL_GRACE_S) -> bool:
