@@ -103,6 +103,15 @@ def _settle_all(settle: list[tuple[Callable[..., None], Any, Any]]) -> None:
             log.exception("intake callback failed")
 
 
+def _selection_in(records) -> dict[str, Any] | None:
+    """What the newest decision among `records` selected (runbook, route, service, target...)."""
+    for record in reversed(records):
+        for reason in record.reasons:
+            if isinstance(reason, dict) and reason.get("code") == "selection":
+                return {k: v for k, v in reason.items() if k not in ("code", "message", "effect")}
+    return None
+
+
 def _reason(code: str, message: str, effect: str = "info", **extra: Any) -> dict[str, Any]:
     return {"code": code, "message": message, "effect": effect, **extra}
 
@@ -991,20 +1000,14 @@ class Dispatcher:
                 self._approved_waiting.add(incident.id)
         elif last.mode == "approval":
             self._approvals.add(request_id_of(incident.id))
-        selection = self._selection(incident.id)
+        selection = _selection_in(decisions)  # read above: no second query at start-up
         if selection:
             self._services[incident.id] = selection.get("service")
             if selection.get("trusted"):
                 self._trusted.add(incident.id)
 
     def _selection(self, incident_id: int) -> dict[str, Any] | None:
-        for record in reversed(self.store.list_decisions(incident_id)):
-            for reason in record.reasons:
-                if isinstance(reason, dict) and reason.get("code") == "selection":
-                    return {
-                        k: v for k, v in reason.items() if k not in ("code", "message", "effect")
-                    }
-        return None
+        return _selection_in(self.store.list_decisions(incident_id))
 
     # -- approvals --------------------------------------------------------------------------
 
